@@ -1,0 +1,41 @@
+# Two commands do all the set-up from a fresh clone: `make labs` and `make test`.
+# Both create .venv when it is missing and install the kit into it.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+# Quiet TensorFlow's C++ start-up banner in batch runs.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: labs test unit nbval bench student clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## labs: run every lab headlessly (papermill) on its defaults and print a summary
+labs: $(STAMP)
+	$(VENV)/bin/faceattr-lab labs run
+
+## test: unit tests, then every lab under nbval
+test: unit nbval
+
+unit: $(STAMP)
+	$(PY) -m pytest tests
+
+nbval: $(STAMP)
+	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider labs
+
+## bench: input-pipeline throughput (not a test; figures go in the README)
+bench: $(STAMP)
+	$(VENV)/bin/faceattr-lab bench pipeline
+
+## student: build the student versions of the labs (solutions removed) into outputs/student
+student: $(STAMP)
+	$(VENV)/bin/faceattr-lab labs student
+
+clean:
+	rm -rf outputs .pytest_cache

@@ -1,0 +1,39 @@
+"""The four real face datasets as they lie on disk, a synthetic stand-in, and downloads.
+
+Each loader returns a pandas DataFrame, one row per usable image (see ARCHITECTURE.md for the
+columns); everything it did not load is in ``df.attrs["excluded"]`` with a reason.
+``datasets.md`` at the top of the repository describes each dataset, its layout and defects.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# public name -> submodule that defines it (imported on first use: no import-time work)
+_EXPORTS = {
+    "load_utkface": "utkface",
+    "load_fairface": "fairface",
+    "load_afad": "afad",
+    "load_adience": "adience",
+    "load": "common",
+    "verify_images": "common",
+    "exclusion_report": "common",
+    "make_synthetic": "synthetic",
+    "synthetic_dataset": "synthetic",
+    "render_face": "synthetic",
+    "download": "download",
+    "REGISTRY": "download",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

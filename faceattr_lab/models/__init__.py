@@ -1,0 +1,42 @@
+"""Functional Keras 3 models for the five studies, each with its citation.
+
+Every model takes float32 images ``(H, W, 3)`` in [0, 255] (it normalises inside) and returns a
+dict of outputs keyed by the label scheme's ``output`` name (``"gender"``, ``"age"``, ``"race"``).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# public name -> submodule that defines it (imported on first use: no import-time work)
+_EXPORTS = {
+    "custom_cnn": "cnn",
+    "levi_hassner": "levi_hassner",
+    "BACKBONES": "backbones",
+    "backbone": "backbones",
+    "transfer_model": "backbones",
+    "freeze": "backbones",
+    "unfreeze": "backbones",
+    "add_heads": "heads",
+    "compile_for": "heads",
+    "CoralOutput": "heads",
+    "gender_conditioned": "gender_conditioned",
+    "gender_fusion": "fusion",
+    "supcon_encoder": "supcon",
+    "projection_model": "supcon",
+    "classifier_model": "supcon",
+    "count_params": "heads",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__
