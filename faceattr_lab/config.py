@@ -62,6 +62,48 @@ def gpu_available() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+def environment() -> dict:
+    """Versions, accelerator and folders of this run, for the top of a lab. Lab 00."""
+    import platform
+
+    import keras
+    import tensorflow as tf
+
+    from faceattr_lab import __version__
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "keras backend": keras.backend.backend(),
+        "faceattr-lab": __version__,
+        "accelerator": ", ".join(g.name for g in gpus) if gpus else "none (CPU only)",
+        "colab": in_colab(),
+        "data folder": str(data_dir()),
+        "output folder": str(output_dir()),
+    }
+
+
+def use_drive(folder: str = "faceattr_lab") -> Path:
+    """On Colab, mount Google Drive and keep data and outputs there across sessions. Lab 00.
+
+    Sets ``$FACEATTR_LAB_DATA`` to ``<Drive>/<folder>/data`` and ``$FACEATTR_LAB_OUTPUT`` to
+    ``<Drive>/<folder>/outputs``, so datasets, checkpoints and results survive a disconnect.
+    """
+    if not in_colab():
+        raise ValueError("use_drive() mounts Google Drive and works on Colab only; elsewhere "
+                         f"set ${DATA_ENV} and ${OUTPUT_ENV} to the folders you want.")
+    from google.colab import drive  # type: ignore[import-not-found]
+
+    drive.mount("/content/drive")
+    base = Path("/content/drive/MyDrive") / folder
+    os.environ[DATA_ENV] = str(base / "data")
+    os.environ[OUTPUT_ENV] = str(base / "outputs")
+    data_dir(), output_dir()
+    return base
+
+
 @dataclass(frozen=True)
 class Settings:
     """A lab's resolved settings: the profile's values with the lab's explicit overrides."""
@@ -130,4 +172,5 @@ def settings(lab: str, profile: str = "quick", *, seed: int = 42,
 
 
 __all__ = ["DATA_ENV", "OUTPUT_ENV", "DATASETS", "PROFILES", "PROFILE_DEFAULTS", "Settings",
-           "data_dir", "output_dir", "repo_root", "in_colab", "gpu_available", "settings"]
+           "data_dir", "output_dir", "repo_root", "in_colab", "gpu_available", "environment",
+           "use_drive", "settings"]
