@@ -1,0 +1,238 @@
+"""The kit's two special losses: supervised contrastive (SupCon) and CORAL ordinal regression.
+
+Everything here is written with ``keras.ops`` only, so it runs on any Keras backend, and computes
+in float32 even under a mixed-precision policy. Neither loss can return NaN: divisions are
+guarded and log-softmaxes subtract the row maximum first.
+
+- :func:`supcon_loss` / :class:`SupConLoss` / :func:`supcon_losses`: Khosla et al. (2020),
+  with the keras.io example's "npairs" variant that the SupCon face-attribute study used. Lab 05.
+- :func:`coral_loss` / :class:`CoralLoss` / :func:`coral_levels` / :func:`coral_probabilities`
+  / :func:`coral_predict`: Cao, Mirjalili & Raschka (2020). Lab 06.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+SUPCON_VARIANTS = ("supcon", "npairs")
+
+# Stand-in for minus infinity when masking logits before a row maximum: finite, so that
+# `0 * masked` never turns into NaN, and far below any real logit (|logit| <= 1 / temperature).
+_MASKED_LOGIT = -1e9
+_TINY = 1e-12
+
+
+# --------------------------------------------------------------------------------------------
+# Supervised contrastive learning
+# --------------------------------------------------------------------------------------------
+def _anchor_views(labels, features):
+    """Normalised anchors (V*B, D), in view-major order, and their labels (V*B, 1)."""
+    features = ops.cast(ops.convert_to_tensor(features), "float32")
+    if len(features.shape) == 2:
+        features = ops.expand_dims(features, 1)
+    if len(features.shape) != 3:
+        raise ValueError(
+            f"features must be (batch, dim) or (batch, views, dim), got shape {features.shape}; "
+            "flatten the projection head's output to a vector per view first."
+        )
+    views = features.shape[1]
+    features = ops.normalize(features, axis=-1, order=2)
+    # View-major stacking, as torch.cat(torch.unbind(features, dim=1), dim=0) in SupContrast:
+    # anchor v * B + i is view v of sample i.
+    anchors = ops.reshape(ops.transpose(features, (1, 0, 2)), (-1, features.shape[-1]))
+    # Labels MUST be a column before comparing with their transpose: a 1-D label vector
+    # compared elementwise with itself would give a wrong (diagonal-only) mask.
+    labels = ops.reshape(ops.convert_to_tensor(labels), (-1, 1))
+    if labels.shape[0] is not None and features.shape[0] is not None \
+            and labels.shape[0] != features.shape[0]:
+        raise ValueError(
+            f"labels hold {labels.shape[0]} values but features hold {features.shape[0]} "
+            "samples; pass one label per sample (not per view)."
+        )
+    labels = ops.tile(labels, (views, 1))
+    return anchors, labels, views
+
+
+def supcon_per_sample(labels, features, temperature=0.1, base_temperature=0.07,
+                      variant="supcon"):
+    """Per-sample SupCon loss, shape (B,): each sample's anchor losses averaged over views. Lab 05.
+
+    See :func:`supcon_loss` for the arguments; the mean of this vector is that loss.
+    """
+    if variant not in SUPCON_VARIANTS:
+        raise ValueError(f"variant must be one of {SUPCON_VARIANTS}, got {variant!r}.")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}; the studies use 0.05-0.1.")
+    anchors, labels, views = _anchor_views(labels, features)
+    same_label = ops.cast(ops.equal(labels, ops.transpose(labels)), "float32")
+    logits = ops.matmul(anchors, ops.transpose(anchors)) / temperature
+
+    if variant == "npairs":
+        # tfa.losses.npairs_loss(labels, f f^T / tau) as in the keras.io SupCon example: each row
+        # is a softmax over the whole batch, the anchor itself included, and the target spreads
+        # evenly over every sample with the anchor's label (the anchor included).
+        targets = same_label / ops.sum(same_label, axis=1, keepdims=True)
+        log_prob = ops.log_softmax(logits, axis=1)
+        per_anchor = -ops.sum(targets * log_prob, axis=1)
+    else:
+        # Khosla et al. (2020), eq. 2 (L_out), as in HobbitLong/SupContrast losses.py.
+        not_self = 1.0 - ops.eye(ops.shape(logits)[0], dtype="float32")
+        positives = same_label * not_self
+        # Stable log-softmax over the other anchors: subtract each row's maximum over j != i.
+        others = ops.where(not_self > 0, logits, _MASKED_LOGIT)
+        row_max = ops.stop_gradient(ops.max(others, axis=1, keepdims=True))
+        shifted = logits - row_max
+        denominator = ops.sum(ops.exp(others - row_max) * not_self, axis=1, keepdims=True)
+        log_prob = shifted - ops.log(ops.maximum(denominator, _TINY))
+        n_positives = ops.sum(positives, axis=1)
+        # An anchor without a positive contributes 0 (and still counts in the mean).
+        mean_log_prob_pos = ops.sum(positives * log_prob, axis=1) / ops.maximum(n_positives, 1.0)
+        per_anchor = -(temperature / base_temperature) * mean_log_prob_pos
+
+    # (V*B,) in view-major order -> (B,): average each sample's views.
+    return ops.mean(ops.reshape(per_anchor, (views, -1)), axis=0)
+
+
+def supcon_loss(labels, features, temperature=0.1, base_temperature=0.07, variant="supcon"):
+    """Supervised contrastive loss (Khosla et al., 2020, "Supervised Contrastive Learning"). Lab 05.
+
+    ``features``: (B, D) or (B, V, D) for V augmented views (L2-normalised here). ``labels``:
+    (B,) or (B, 1) class indices. Every view of every sample is an anchor.
+
+    - ``variant="supcon"``: eq. 2 (L_out) of the paper, as in the authors' SupContrast code:
+      positives are the other anchors with the same label (self-pairs excluded from positives
+      and from the denominator); the loss is scaled by ``temperature / base_temperature``; an
+      anchor with no positive contributes 0 and the mean runs over all anchors.
+    - ``variant="npairs"``: the keras.io SupCon example's loss (``tfa.losses.npairs_loss`` on
+      ``f f^T / temperature``), which the face-attribute SupCon study used: a softmax over the
+      whole row, the anchor counting as its own positive; ``base_temperature`` is unused.
+
+    With V views, the result equals the one-view loss on the V*B stacked anchors with tiled
+    labels, so two views can also be fed as a doubled batch.
+    """
+    return ops.mean(supcon_per_sample(labels, features, temperature, base_temperature, variant))
+
+
+@keras.saving.register_keras_serializable(package="faceattr_lab")
+class SupConLoss(keras.losses.Loss):
+    """:func:`supcon_loss` as a Keras loss: ``y_true`` labels, ``y_pred`` projected features. Lab 05.
+
+    Contrasts the samples of one batch (per replica under a distribution strategy): use
+    batches of 64 or more so most labels have a positive.
+    """
+
+    def __init__(self, temperature=0.1, base_temperature=0.07, variant="supcon",
+                 name="supcon", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if variant not in SUPCON_VARIANTS:
+            raise ValueError(f"variant must be one of {SUPCON_VARIANTS}, got {variant!r}.")
+        self.temperature = temperature
+        self.base_temperature = base_temperature
+        self.variant = variant
+
+    def call(self, y_true, y_pred):
+        return supcon_per_sample(y_true, y_pred, self.temperature, self.base_temperature,
+                                 self.variant)
+
+    def get_config(self):
+        return {**super().get_config(), "temperature": self.temperature,
+                "base_temperature": self.base_temperature, "variant": self.variant}
+
+
+def supcon_losses(schemes, weights=0.1, temperature=0.1, base_temperature=0.07,
+                  variant="supcon"):
+    """Per-output SupCon losses and loss weights for a multi-task projection model. Lab 05.
+
+    ``schemes``: label schemes (or output names). ``weights``: one float for every output (the
+    study used 0.1 each) or a dict by output. Returns ``(losses, loss_weights)``, two dicts to
+    pass to ``model.compile(loss=losses, loss_weights=loss_weights)``.
+    """
+    outputs = [getattr(scheme, "output", scheme) for scheme in schemes]
+    if not outputs or not all(isinstance(name, str) for name in outputs):
+        raise ValueError("schemes must be a non-empty list of label schemes or output names.")
+    if isinstance(weights, dict):
+        missing = set(outputs) - set(weights)
+        if missing:
+            raise ValueError(f"weights has no entry for outputs {sorted(missing)}.")
+        loss_weights = {name: float(weights[name]) for name in outputs}
+    else:
+        loss_weights = {name: float(weights) for name in outputs}
+    losses = {name: SupConLoss(temperature, base_temperature, variant, name=f"supcon_{name}")
+              for name in outputs}
+    return losses, loss_weights
+
+
+# --------------------------------------------------------------------------------------------
+# CORAL: consistent rank logits (Cao, Mirjalili & Raschka, 2020)
+# --------------------------------------------------------------------------------------------
+def coral_levels(labels, num_classes):
+    """Extended binary labels (B, K-1): ``levels[:, k] = 1[rank > k]``. Lab 06.
+
+    ``labels``: integer ranks 0..K-1, shape (B,) or (B, 1).
+    """
+    if int(num_classes) < 2:
+        raise ValueError(f"num_classes must be >= 2 for ordinal regression, got {num_classes!r}.")
+    ranks = ops.cast(ops.reshape(ops.convert_to_tensor(labels), (-1, 1)), "float32")
+    thresholds = ops.cast(ops.arange(int(num_classes) - 1), "float32")
+    return ops.cast(ops.greater(ranks, thresholds[None, :]), "float32")
+
+
+def coral_per_sample(labels, logits, importance=None):
+    """Per-sample CORAL loss, shape (B,). See :func:`coral_loss`. Lab 06."""
+    logits = ops.cast(ops.convert_to_tensor(logits), "float32")
+    if len(logits.shape) != 2:
+        raise ValueError(f"logits must be (batch, K-1), got shape {logits.shape}.")
+    levels = coral_levels(labels, logits.shape[-1] + 1)
+    log_p = ops.log_sigmoid(logits)            # log P(rank > k)
+    log_not_p = log_p - logits                 # log (1 - P(rank > k)) = log sigmoid(-z)
+    terms = log_p * levels + log_not_p * (1.0 - levels)
+    if importance is not None:
+        importance = ops.cast(ops.convert_to_tensor(importance), "float32")
+        if importance.shape[-1] != logits.shape[-1]:
+            raise ValueError(
+                f"importance needs one weight per binary task ({logits.shape[-1]}), got shape "
+                f"{importance.shape}."
+            )
+        terms = terms * ops.reshape(importance, (1, -1))
+    return -ops.sum(terms, axis=1)
+
+
+def coral_loss(labels, logits, importance=None):
+    """CORAL loss (Cao, Mirjalili & Raschka, 2020, "Rank consistent ordinal regression"). Lab 06.
+
+    ``labels``: integer ranks (B,) or (B, 1); ``logits``: (B, K-1) from a CORAL head (one shared
+    weight vector, K-1 biases). The loss is the binary cross-entropy summed over the K-1 tasks
+    "rank > k", optionally weighted by ``importance`` (K-1,), averaged over the batch.
+    """
+    return ops.mean(coral_per_sample(labels, logits, importance))
+
+
+@keras.saving.register_keras_serializable(package="faceattr_lab")
+class CoralLoss(keras.losses.Loss):
+    """:func:`coral_loss` as a Keras loss (``y_true`` ranks, ``y_pred`` K-1 logits). Lab 06."""
+
+    def __init__(self, importance=None, name="coral", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.importance = None if importance is None else [float(w) for w in importance]
+
+    def call(self, y_true, y_pred):
+        return coral_per_sample(y_true, y_pred, self.importance)
+
+    def get_config(self):
+        return {**super().get_config(), "importance": self.importance}
+
+
+def coral_probabilities(logits):
+    """P(rank > k) for k = 0..K-2: the sigmoid of the CORAL logits. Lab 06."""
+    return ops.sigmoid(ops.cast(ops.convert_to_tensor(logits), "float32"))
+
+
+def coral_predict(logits):
+    """Predicted rank: the number of tasks with P(rank > k) > 0.5 (int32, shape (B,)). Lab 06."""
+    return ops.sum(ops.cast(coral_probabilities(logits) > 0.5, "int32"), axis=-1)
+
+
+__all__ = ["SUPCON_VARIANTS", "supcon_loss", "supcon_per_sample", "SupConLoss", "supcon_losses",
+           "coral_levels", "coral_loss", "coral_per_sample", "CoralLoss", "coral_probabilities",
+           "coral_predict"]
