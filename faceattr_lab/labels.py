@@ -116,7 +116,7 @@ class Scheme:
             if key in self._mapping:
                 codes[rows] = self._index[self._mapping[key]]
             elif key in self._excluded:
-                reasons[rows] = f"{self.name}: {self._excluded[key]}"
+                reasons[rows] = f"{self.name}: {self.column} {key!r} {self._excluded[key]}"
             else:
                 unknown[key] = int(rows.sum())
                 reasons[rows] = f"{self.name}: unknown {self.column} value {key!r}"
@@ -355,7 +355,7 @@ def coral(lo: int, hi: int) -> Scheme:
 
 
 def _schemes() -> dict[str, Scheme]:
-    other = "not one of the four races (White, Black, Asian, Indian)"
+    other = "is not one of the four races (White, Black, Asian, Indian)"
     schemes = [
         Scheme("gender", "gender", "classification", ("male", "female"), "gender",
                mapping=((0, "male"), (1, "female")),
@@ -393,8 +393,8 @@ def _schemes() -> dict[str, Scheme]:
                description="Adience's 8 groups; years only inside a group's closed range"),
         Scheme("age_afad7", "age", "classification", FAIRFACE_AGE_GROUPS[2:], "age_group",
                mapping=_identity(FAIRFACE_AGE_GROUPS[2:]),
-               excluded=(("0-2", "under 10: not one of AFAD's 7 populated bins"),
-                         ("3-9", "under 10: not one of AFAD's 7 populated bins")),
+               excluded=(("0-2", "is under 10: not one of AFAD's 7 populated bins"),
+                         ("3-9", "is under 10: not one of AFAD's 7 populated bins")),
                bins=_left_closed([10, 20, 30, 40, 50, 60, 70]), years_column="age",
                description="SupCon study: FairFace bins 10-19 ... more than 70 (AFAD)"),
         coral(21, 60),
