@@ -200,7 +200,7 @@ REGISTRY: dict[str, DatasetInfo] = {
                 filename="AFAD-Full.tar.xz",
                 parts=tuple(f"AFAD-Full.tar.xz{s}" for s in _split_suffixes(46)),
                 base_url="https://github.com/afad-dataset/tarball/raw/master/",
-                size="46 parts, each under GitHub's 100 MB file limit",
+                size="46 parts",
             ),
         ),
         licence="Research use; see https://afad-dataset.github.io/ for the authors' terms and "

@@ -1,0 +1,258 @@
+"""The ``faceattr-lab`` command: data, labs, benchmarks and environment info. Lab 00.
+
+::
+
+    faceattr-lab info
+    faceattr-lab data download NAME [--dest DIR]
+    faceattr-lab data verify NAME --root DIR
+    faceattr-lab data synth --layout L [--n N] [--seed S] [--image-size P] [--out DIR]
+    faceattr-lab labs run [LAB ...] [-p NAME VALUE ...] [--output DIR]
+    faceattr-lab labs student [--output DIR]
+    faceattr-lab bench pipeline [--n N]
+
+Heavy modules (TensorFlow, pandas, papermill) load inside the command that needs them, so
+``faceattr-lab --help`` answers at once. A mistake in the arguments prints one line to stderr
+and exits with status 2; a failed check or lab exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from faceattr_lab import __version__
+
+DATASET_NAMES = ("utkface", "fairface", "afad", "adience")
+SYNTH_LAYOUTS = DATASET_NAMES
+
+
+def _parse_value(text: str):
+    """A ``-p`` value as Python would read it (int, float, bool, None, list), else the string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+# ---- data ---------------------------------------------------------------------------------
+
+def _cmd_data_download(args) -> int:
+    from faceattr_lab.datasets import download as dl
+
+    try:
+        path = dl.download(args.name, dest=args.dest)
+    except dl.ManualDownloadRequired as error:
+        print(f"faceattr-lab: {error}", file=sys.stderr)
+        return 1
+    except ConnectionError as error:
+        print(f"faceattr-lab: {error}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+def _cmd_data_verify(args) -> int:
+    import pandas as pd
+
+    from faceattr_lab.datasets import download as dl
+
+    root = Path(args.root).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"--root {root} is not a folder; pass the folder the dataset was "
+                         f"unpacked into (e.g. the one `faceattr-lab data download {args.name}` "
+                         "printed).")
+    counts, excluded = dl.verify(args.name, root)
+    with pd.option_context("display.width", 160, "display.max_colwidth", 80):
+        print(f"{dl.REGISTRY[args.name].title} at {root}")
+        print(counts.to_string(index=False))
+        print()
+        if len(excluded):
+            print(f"excluded ({int(excluded['count'].sum())}), by reason:")
+            print(excluded.to_string(index=False))
+        else:
+            print("excluded: none")
+    ok = bool(counts["ok"].all())
+    print("\ncounts match the published ones" if ok else
+          "\ncounts DIFFER from the published ones: the copy is incomplete or a different "
+          "version (see the exclusions above)")
+    return 0 if ok else 1
+
+
+def _describe(result) -> str:
+    """Where a synthetic-data call wrote: a path, or the common folder of a table's paths."""
+    if isinstance(result, (str, Path)):
+        return str(result)
+    if hasattr(result, "columns") and "path" in getattr(result, "columns", ()):
+        import os
+
+        paths = list(result["path"])
+        root = os.path.commonpath(paths) if paths else "(no images)"
+        return f"{root} ({len(paths)} images)"
+    return repr(result)
+
+
+def _cmd_data_synth(args) -> int:
+    from faceattr_lab.datasets import synthetic
+
+    if args.out:
+        result = synthetic.make_synthetic(Path(args.out).expanduser(), args.layout, args.n,
+                                          seed=args.seed, image_size=args.image_size)
+        written = result if isinstance(result, (str, Path)) else args.out
+    else:
+        result = synthetic.synthetic_dataset(layout=args.layout, n=args.n, seed=args.seed,
+                                             image_size=args.image_size)
+        written = result
+    print(f"wrote a synthetic {args.layout}-layout set of {args.n} images "
+          f"({args.image_size} px, seed {args.seed}) to {_describe(written)}")
+    return 0
+
+
+# ---- labs, bench, info --------------------------------------------------------------------
+
+def _cmd_labs_run(args) -> int:
+    from faceattr_lab import runner
+
+    parameters = {name: _parse_value(value) for name, value in args.parameter or ()}
+    table = runner.run_labs(labs=args.labs or None, parameters=parameters, output=args.output)
+    failed = table[table["status"] != "ok"] if len(table) else table
+    if len(failed):
+        print(f"{len(failed)} of {len(table)} labs failed: {', '.join(map(str, failed['lab']))}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_labs_student(args) -> int:
+    from faceattr_lab import notebooks
+
+    written = notebooks.build_student(output=args.output)
+    for path in written or ():
+        print(path)
+    return 0
+
+
+def _cmd_bench_pipeline(args) -> int:
+    from faceattr_lab import benchmarks
+
+    benchmarks.print_pipeline_benchmark(n=args.n)
+    return 0
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cmd_info(args) -> int:
+    from faceattr_lab import config
+
+    try:
+        gpu = "yes" if config.gpu_available() else "no (CPU only)"
+    except ImportError:
+        gpu = "unknown (TensorFlow is not installed)"
+    rows = [
+        ("faceattr-lab", __version__),
+        ("python", f"{platform.python_version()} ({sys.executable})"),
+        ("tensorflow", _version("tensorflow")),
+        ("keras", _version("keras")),
+        ("GPU", gpu),
+        ("Colab", "yes" if config.in_colab() else "no"),
+        ("data folder", f"{config.data_dir()}  (${config.DATA_ENV} overrides)"),
+        ("output folder", f"{config.output_dir()}  (${config.OUTPUT_ENV} overrides)"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+# ---- parser -------------------------------------------------------------------------------
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``faceattr-lab`` (sub-commands data, labs, bench, info). Lab 00."""
+    parser = argparse.ArgumentParser(
+        prog="faceattr-lab",
+        description="Course kit on classifying gender, age and race from faces (Keras 3).",
+    )
+    parser.add_argument("--version", action="version", version=f"faceattr-lab {__version__}")
+    groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
+
+    data = groups.add_parser("data", help="download, verify or synthesise datasets")
+    data_cmds = data.add_subparsers(dest="command", metavar="ACTION", required=True)
+    p = data_cmds.add_parser("download", help="download a dataset (or print the manual steps)")
+    p.add_argument("name", choices=DATASET_NAMES)
+    p.add_argument("--dest", help="folder to put it in (default: the data folder / NAME)")
+    p.set_defaults(func=_cmd_data_download)
+    p = data_cmds.add_parser("verify", help="load a dataset with checks and compare counts")
+    p.add_argument("name", choices=DATASET_NAMES)
+    p.add_argument("--root", required=True, help="folder the dataset was unpacked into")
+    p.set_defaults(func=_cmd_data_verify)
+    p = data_cmds.add_parser("synth", help="write a synthetic dataset in a real one's layout")
+    p.add_argument("--layout", required=True, choices=SYNTH_LAYOUTS)
+    p.add_argument("--n", type=_positive_int, default=300, help="number of images (300)")
+    p.add_argument("--seed", type=int, default=42, help="random seed (42)")
+    p.add_argument("--image-size", type=_positive_int, default=64, help="pixels per side (64)")
+    p.add_argument("--out", help="folder to write to (default: the kit's synthetic cache)")
+    p.set_defaults(func=_cmd_data_synth)
+
+    labs = groups.add_parser("labs", help="run the labs headlessly or build student copies")
+    lab_cmds = labs.add_subparsers(dest="command", metavar="ACTION", required=True)
+    p = lab_cmds.add_parser("run", help="run labs with papermill and print a summary")
+    p.add_argument("labs", nargs="*", metavar="LAB", help='e.g. 00 or 03_transfer (default: all)')
+    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="override a parameter in every lab, e.g. -p EPOCHS 1 (repeatable)")
+    p.add_argument("--output", help="folder for executed notebooks and results")
+    p.set_defaults(func=_cmd_labs_run)
+    p = lab_cmds.add_parser("student", help="write student copies (solutions removed)")
+    p.add_argument("--output", help="folder to write them to (default: outputs/student)")
+    p.set_defaults(func=_cmd_labs_student)
+
+    bench = groups.add_parser("bench", help="benchmarks")
+    bench_cmds = bench.add_subparsers(dest="command", metavar="ACTION", required=True)
+    p = bench_cmds.add_parser("pipeline", help="input-pipeline throughput (images/s)")
+    p.add_argument("--n", type=_positive_int, default=2000, help="images to time (2000)")
+    p.set_defaults(func=_cmd_bench_pipeline)
+
+    p = groups.add_parser("info", help="versions, GPU, data and output folders")
+    p.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``faceattr-lab`` with ``argv`` (default: the command line); return the exit status.
+
+    Lab 00.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version or a usage error (argparse printed it)
+        return stop.code if isinstance(stop.code, int) else 2
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"faceattr-lab: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("faceattr-lab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
