@@ -1,0 +1,610 @@
+"""Metrics and tidy result tables. Lab 00.
+
+Everything here turns predictions and truths into plain pandas tables:
+
+- ``predict(model, dataset, schemes)`` runs a model once over a ``tf.data`` dataset and returns
+  one row per image with each task's true and predicted labels (``<output>_true``,
+  ``<output>_pred``, plus class names, probabilities or years as the task needs).
+- ``evaluate(predictions, schemes, run=...)`` gives the *tidy* table every lab shares: columns
+  ``run``, ``task``, ``metric``, ``value``, one row per run x task x metric. ``breakdown`` adds
+  ``by``, ``group`` and ``n`` columns for per-group (fairness) metrics.
+- ``compare`` stacks tidy tables, ``summarize`` gives mean, std and n over seeds, folds or runs,
+  and ``wide`` pivots a tidy table to one row per run for reading.
+
+Metrics come from scikit-learn wherever it has them; only the Adience one-off accuracy and the
+per-group loop are written here.
+
+What ``predict`` reads from a label scheme (``faceattr_lab.labels.Scheme``): ``output``,
+``kind`` (``"classification"``, ``"regression"``, ``"ordinal"``) and ``classes``. Optional, read
+with ``getattr`` so any scheme-like object works:
+
+- ``inverse(values)``: maps the regression target (e.g. age / 116) or an ordinal rank back to
+  years. Without it regression values are used as they are, and ordinal ranks become years
+  through their class names when those are numbers (``"21"`` -> 21.0).
+- ``ordered``: whether classification classes are ordered groups (one-off accuracy makes
+  sense). Without it, classification schemes on the ``"age"`` output count as ordered.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+KINDS = ("classification", "regression", "ordinal")
+TIDY_COLUMNS = ("run", "task", "metric", "value")
+BREAKDOWN_COLUMNS = ("run", "task", "by", "group", "metric", "value", "n")
+
+# The dataset-table contract codes gender as Int64 0 male / 1 female: name the groups.
+_GROUP_NAMES = {"gender": {0: "male", 1: "female"}}
+_MISSING_GROUP = "unknown"
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics on plain arrays
+# --------------------------------------------------------------------------------------------
+
+def classification_metrics(y_true, y_pred, classes: Sequence[str] | None = None) -> dict:
+    """Accuracy, balanced accuracy, macro F1 and the confusion matrix (scikit-learn). Lab 01.
+
+    ``y_true`` and ``y_pred`` are class indices (or names). Balanced accuracy is the mean recall
+    over the classes present in ``y_true``; macro F1 averages over the classes present in either
+    array (scikit-learn's defaults). With ``classes`` (the scheme's class names) the confusion
+    matrix has one row and column per class, in that order, even for classes never seen.
+    """
+    y_true, y_pred = _paired_arrays(y_true, y_pred)
+    labels = None
+    if classes is not None:
+        classes = list(classes)
+        numeric = np.issubdtype(y_true.dtype, np.number) and np.issubdtype(y_pred.dtype, np.number)
+        labels = list(range(len(classes))) if numeric else classes
+    with warnings.catch_warnings():
+        # A group may hold one class only; sklearn then warns that y_pred has extra classes.
+        warnings.filterwarnings("ignore", message=".*y_pred contains classes not in y_true.*")
+        warnings.filterwarnings("ignore", message=".*single label was found.*")
+        return {
+            "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+            "balanced_accuracy": float(skm.balanced_accuracy_score(y_true, y_pred)),
+            "macro_f1": float(skm.f1_score(y_true, y_pred, average="macro", zero_division=0)),
+            "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=labels),
+        }
+
+
+def one_off_accuracy(y_true, y_pred) -> float:
+    """Share of predictions within one group of the truth (Adience 1-off protocol). Lab 04.
+
+    For ordered groups given as indices (e.g. Adience's 8 age groups 0..7), predicting group 3
+    for a face in group 4 counts as right; group 2 does not (Levi & Hassner 2015).
+    """
+    y_true, y_pred = _paired_arrays(y_true, y_pred)
+    if not (np.issubdtype(y_true.dtype, np.number) and np.issubdtype(y_pred.dtype, np.number)):
+        raise ValueError("one_off_accuracy needs ordered group indices (ints), not class names; "
+                         "pass the <output>_true / <output>_pred columns from predict().")
+    return float(np.mean(np.abs(y_true.astype(float) - y_pred.astype(float)) <= 1))
+
+
+def regression_metrics(y_true, y_pred) -> dict:
+    """MAE and RMSE (scikit-learn) and the mean signed error (prediction - truth). Lab 02.
+
+    A positive mean signed error means the model over-estimates on average (e.g. predicts
+    faces older than they are); MAE alone hides that.
+    """
+    y_true, y_pred = _paired_arrays(y_true, y_pred)
+    y_true, y_pred = y_true.astype(float), y_pred.astype(float)
+    return {
+        "mae": float(skm.mean_absolute_error(y_true, y_pred)),
+        "rmse": float(skm.root_mean_squared_error(y_true, y_pred)),
+        "mean_signed_error": float(np.mean(y_pred - y_true)),
+    }
+
+
+def majority_baseline(train_labels, test_labels) -> dict:
+    """Accuracy of always predicting the training set's most frequent class. Lab 01.
+
+    Uses scikit-learn's ``DummyClassifier(strategy="most_frequent")`` (ties go to the smallest
+    label). On imbalanced data the accuracy looks good while the balanced accuracy is
+    1 / number of classes: the gap is what imbalance does to plain accuracy.
+    Returns ``{"majority": label, "accuracy": ..., "balanced_accuracy": ...}``.
+    """
+    from sklearn.dummy import DummyClassifier
+
+    train = _labels_array(train_labels, "train_labels")
+    test = _labels_array(test_labels, "test_labels")
+    dummy = DummyClassifier(strategy="most_frequent").fit(np.zeros((len(train), 1)), train)
+    predicted = dummy.predict(np.zeros((len(test), 1)))
+    scores = classification_metrics(test, predicted)
+    majority = dummy.classes_[np.argmax(dummy.class_prior_)]
+    return {
+        "majority": majority.item() if isinstance(majority, np.generic) else majority,
+        "accuracy": scores["accuracy"],
+        "balanced_accuracy": scores["balanced_accuracy"],
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# Running a model
+# --------------------------------------------------------------------------------------------
+
+def predict(model, dataset, schemes, metadata: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Run ``model`` once over ``dataset``; one row per image with truth and prediction. Lab 00.
+
+    ``dataset`` yields ``(images, {output: labels})`` batches (``fl.pipeline.make_dataset``,
+    unshuffled); the model returns a dict of outputs keyed by ``scheme.output``. Columns per
+    scheme, by kind:
+
+    - classification: ``<o>_true``, ``<o>_pred`` (class indices), ``<o>_true_name``,
+      ``<o>_pred_name`` and ``<o>_prob_<class>`` per class. Softmax outputs (B, K) and a single
+      sigmoid unit (B, 1) for two classes both work; logits are turned into probabilities.
+    - regression: ``<o>_true``, ``<o>_pred`` in years (the scheme's ``inverse`` undoes its
+      scaling, e.g. age / 116).
+    - ordinal (CORAL logits, B x K-1): ``<o>_true``, ``<o>_pred`` ranks (predicted rank = number
+      of sigmoid(z_k) > 0.5), ``<o>_score`` the expected rank (sum of the K-1 probabilities) and,
+      where ranks map to years, ``<o>_true_years``, ``<o>_pred_years``.
+
+    Negative or NaN class labels (a "missing" mask) become ``<NA>`` and are left out of the
+    metrics with a warning. ``metadata`` (e.g. ``test_df[["path", "gender", "race"]]``) is a
+    table aligned row by row with the dataset; its columns come first in the result, so
+    ``breakdown`` can group by them.
+    """
+    schemes = _scheme_list(schemes)
+    run = getattr(model, "predict_on_batch", None) or model
+    outputs = {s.output: [] for s in schemes}
+    truths = {s.output: [] for s in schemes}
+    for batch in dataset:
+        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+            raise ValueError("the dataset must yield (images, labels) batches; build it with "
+                             "fl.pipeline.make_dataset(df, schemes, ...).")
+        images, labels = batch[0], batch[1]
+        out = _as_output_dict(run(images), schemes, "model output")
+        labels = _as_output_dict(labels, schemes, "dataset labels")
+        for s in schemes:
+            outputs[s.output].append(_to_numpy(out[s.output]))
+            truths[s.output].append(_to_numpy(labels[s.output]))
+    if not outputs[schemes[0].output]:
+        raise ValueError("the dataset yielded no batches; check the table it was built from.")
+
+    columns: dict[str, object] = {}
+    for s in schemes:
+        raw = np.concatenate(outputs[s.output], axis=0)
+        truth = np.concatenate(truths[s.output], axis=0)
+        columns.update(_decode_task(s, raw, truth))
+    table = pd.DataFrame(columns)
+
+    if metadata is not None:
+        if not isinstance(metadata, pd.DataFrame):
+            raise ValueError("metadata must be a pandas DataFrame aligned with the dataset, "
+                             "e.g. test_df[['gender', 'race']].")
+        if len(metadata) != len(table):
+            raise ValueError(
+                f"metadata has {len(metadata)} rows but the dataset yielded {len(table)} images; "
+                "pass the table the dataset was built from (unshuffled, same row order).")
+        clash = sorted(set(metadata.columns) & set(table.columns))
+        if clash:
+            raise ValueError(f"metadata columns {clash} clash with prediction columns; "
+                             "rename or drop them.")
+        table = pd.concat([metadata.reset_index(drop=True), table], axis=1)
+    return table
+
+
+def _decode_task(scheme, raw: np.ndarray, truth: np.ndarray) -> dict:
+    """The prediction columns of one task from the raw model output and the batch labels."""
+    o, kind = scheme.output, scheme.kind
+    n = len(raw)
+    if kind == "classification":
+        k = _num_classes(scheme)
+        probs = _class_probabilities(raw, k, o)
+        true_idx = _class_indices(truth, k, o)
+        pred_idx = pd.array(probs.argmax(axis=1), dtype="Int64")
+        names = dict(enumerate(scheme.classes))
+        cols = {
+            f"{o}_true": true_idx,
+            f"{o}_pred": pred_idx,
+            f"{o}_true_name": pd.Series(true_idx).map(names).astype("string").array,
+            f"{o}_pred_name": pd.Series(pred_idx).map(names).astype("string").array,
+        }
+        for i, name in enumerate(scheme.classes):
+            cols[f"{o}_prob_{name}"] = probs[:, i]
+        return cols
+    if kind == "regression":
+        values = raw.reshape(n, -1)
+        if values.shape[1] != 1:
+            raise ValueError(f"the {o!r} regression output has shape {raw.shape}; expected one "
+                             "value per image (B, 1).")
+        inverse = getattr(scheme, "inverse", None) or (lambda v: v)
+        true = np.asarray(truth, dtype=float).reshape(n, -1)[:, 0]
+        return {
+            f"{o}_true": np.asarray(inverse(true), dtype=float),
+            f"{o}_pred": np.asarray(inverse(values[:, 0]), dtype=float),
+        }
+    if kind == "ordinal":
+        k = _num_classes(scheme)
+        logits = raw.reshape(n, -1)
+        if logits.shape[1] != k - 1:
+            raise ValueError(f"the {o!r} ordinal output has {logits.shape[1]} logits per image; "
+                             f"CORAL with {k} ranks needs K-1 = {k - 1}.")
+        probs = _sigmoid(logits)
+        pred = (probs > 0.5).sum(axis=1)
+        if truth.ndim == 2 and truth.shape[1] == k - 1:  # extended binary labels (CORAL levels)
+            truth = truth.sum(axis=1)
+        true = _class_indices(truth, k, o)
+        cols = {
+            f"{o}_true": true,
+            f"{o}_pred": pd.array(pred, dtype="Int64"),
+            f"{o}_score": probs.sum(axis=1),
+        }
+        years = _ranks_to_years(scheme)
+        if years is not None:
+            cols[f"{o}_true_years"] = years(true)
+            cols[f"{o}_pred_years"] = years(pred)
+        return cols
+    raise ValueError(f"scheme {getattr(scheme, 'name', o)!r} has kind {kind!r}; "
+                     f"expected one of {KINDS}.")
+
+
+# --------------------------------------------------------------------------------------------
+# Tidy tables
+# --------------------------------------------------------------------------------------------
+
+def evaluate(predictions: pd.DataFrame, schemes, run: str = "run") -> pd.DataFrame:
+    """Tidy metrics table of a ``predict`` result: run, task, metric, value. Lab 00.
+
+    Classification: ``accuracy``, ``balanced_accuracy``, ``macro_f1`` (+ ``one_off_accuracy``
+    for ordered groups such as age groups). Regression and ordinal: ``mae``, ``rmse``,
+    ``mean_signed_error``, in years where the scheme maps values to years (ordinal ranks
+    otherwise). ``task`` is the scheme's output (``"gender"``, ``"age"``, ``"race"``).
+    """
+    rows = []
+    for scheme in _scheme_list(schemes):
+        for metric, value in _task_metrics(predictions, scheme).items():
+            rows.append((run, scheme.output, metric, value))
+    return pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
+
+
+def breakdown(predictions: pd.DataFrame, schemes, by: str | Sequence[str] = ("gender", "race"),
+              run: str = "run") -> pd.DataFrame:
+    """Per-group metrics (the fairness view): run, task, by, group, metric, value, n. Lab 01.
+
+    For each attribute in ``by`` the predictions are split by that column's values and
+    ``evaluate``'s metrics are computed within each group; ``n`` is the group's number of
+    images. ``by`` names a metadata column passed to ``predict`` (e.g. ``"race"``); without one,
+    the true class names of the task on that output (``<by>_true_name``) are used. Gender codes 0/1 are shown as
+    male/female and missing values as ``"unknown"``, so no image drops out of the table.
+    """
+    by = (by,) if isinstance(by, str) else tuple(by)
+    schemes = _scheme_list(schemes)
+    rows = []
+    for attribute in by:
+        groups = _group_column(predictions, attribute, schemes)
+        for group in sorted(groups.unique(), key=str):
+            subset = predictions[groups == group]
+            for scheme in schemes:
+                n = int(_labelled(subset, scheme).sum())
+                if n == 0:
+                    continue
+                for metric, value in _task_metrics(subset, scheme, warn=False).items():
+                    rows.append((run, scheme.output, attribute, group, metric, value, n))
+    return pd.DataFrame(rows, columns=list(BREAKDOWN_COLUMNS))
+
+
+def confusion(predictions: pd.DataFrame, scheme) -> pd.DataFrame:
+    """Confusion matrix of one classification/ordinal task, labelled with class names. Lab 01.
+
+    Rows are true classes (``index.name == "true"``), columns predicted classes, in the
+    scheme's class order; every class gets a row and a column even when absent.
+    """
+    if scheme.kind == "regression":
+        raise ValueError(f"{scheme.output!r} is a regression task; a confusion matrix needs "
+                         "classes: use fl.plots.age_error for regression errors.")
+    true, pred = _task_columns(predictions, scheme, years=False)
+    classes = list(scheme.classes) or [str(i) for i in range(_num_classes(scheme))]
+    matrix = skm.confusion_matrix(true.astype(int), pred.astype(int),
+                                  labels=list(range(len(classes))))
+    return pd.DataFrame(matrix, index=pd.Index(classes, name="true"),
+                        columns=pd.Index(classes, name="predicted"))
+
+
+def compare(*tables, keys: Sequence | None = None, name: str = "run") -> pd.DataFrame:
+    """Stack tidy tables into one, optionally labelling each with a key. Lab 02.
+
+    ``compare(t1, t2)`` concatenates; ``compare(t1, t2, keys=[1, 2], name="seed")`` or
+    ``compare({"single": t1, "multi": t2})`` sets column ``name`` (default ``"run"``) to each
+    table's key first, so ``summarize`` and ``wide`` can tell the runs apart.
+    """
+    if len(tables) == 1 and isinstance(tables[0], Mapping):
+        if keys is not None:
+            raise ValueError("pass keys either as the dict's keys or as keys=, not both.")
+        keys, tables = list(tables[0].keys()), tuple(tables[0].values())
+    if len(tables) == 1 and isinstance(tables[0], (list, tuple)):
+        tables = tuple(tables[0])
+    if not tables:
+        raise ValueError("compare needs at least one table, e.g. compare(table_a, table_b).")
+    if keys is not None:
+        if len(keys) != len(tables):
+            raise ValueError(f"got {len(keys)} keys for {len(tables)} tables; give one per table.")
+        tables = [t.assign(**{name: key}) for t, key in zip(tables, keys)]
+    for t in tables:
+        if not isinstance(t, pd.DataFrame):
+            raise ValueError(f"compare takes DataFrames from evaluate/breakdown, got {type(t)}.")
+    return pd.concat(tables, ignore_index=True)
+
+
+def summarize(table: pd.DataFrame, by: Sequence[str] = ("task", "metric"), over: str = "run",
+              digits: int = 3) -> pd.DataFrame:
+    """Mean, std (n - 1) and n of ``value`` over seeds, folds or runs, plus "mean ± std". Lab 02.
+
+    ``over`` names the column whose values are the repeats (``"seed"``, ``"fold"``, ``"run"``);
+    each combination of ``by`` columns becomes one row. Two rows sharing both the ``by`` values
+    and the ``over`` value raise an error: a column telling them apart is missing from ``by``.
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    missing = [c for c in [*by, over, "value"] if c not in table.columns]
+    if missing:
+        raise ValueError(f"table has no column(s) {missing}; it has {list(table.columns)}. "
+                         "Label repeats with compare(..., keys=[...], name='seed').")
+    if over in by:
+        raise ValueError(f"over={over!r} is also in by={by}; summarize over a column not in by.")
+    duplicated = table.duplicated(subset=[*by, over], keep=False)
+    if duplicated.any():
+        example = table.loc[duplicated, [*by, over]].iloc[0].to_dict()
+        raise ValueError(f"several rows share {example}; add the column that tells them apart "
+                         f"(e.g. 'group' or 'run') to by=.")
+    stats = (table.groupby(by, sort=False, dropna=False)["value"]
+             .agg(mean="mean", std="std", n="count").reset_index())
+    stats["n"] = stats["n"].astype(int)
+    stats["mean ± std"] = [_format_mean_std(m, s, digits) for m, s in zip(stats["mean"],
+                                                                         stats["std"])]
+    return stats
+
+
+def wide(table: pd.DataFrame, index: str | Sequence[str] = "run",
+         columns: Sequence[str] = ("task", "metric"), values: str = "value") -> pd.DataFrame:
+    """Pivot a tidy table: one row per run, one column per task and metric. Lab 02.
+
+    Column names join the ``columns`` values with a space (``"gender accuracy"``). Use
+    ``values="mean ± std"`` on a ``summarize`` result for a one-line-per-run comparison.
+    Rows and columns keep the order in which they first appear.
+    """
+    index = [index] if isinstance(index, str) else list(index)
+    columns = [columns] if isinstance(columns, str) else list(columns)
+    missing = [c for c in [*index, *columns, values] if c not in table.columns]
+    if missing:
+        raise ValueError(f"table has no column(s) {missing}; it has {list(table.columns)}.")
+    if table.duplicated(subset=[*index, *columns]).any():
+        raise ValueError(f"several rows share the same {index + columns}; filter the table or "
+                         "summarize it first (e.g. over seeds).")
+    flat = table.assign(_column=table[columns].astype(str).agg(" ".join, axis=1))
+    out = flat.pivot(index=index, columns="_column", values=values)
+    out = out.reindex(index=flat.set_index(index).index.unique(),
+                      columns=flat["_column"].unique())
+    out.columns.name = None
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+def _task_metrics(predictions: pd.DataFrame, scheme, warn: bool = True) -> dict:
+    """Metric name -> value for one task on the rows whose truth is known."""
+    labelled = _labelled(predictions, scheme)
+    if warn and not labelled.all():
+        warnings.warn(f"{int((~labelled).sum())} of {len(labelled)} images have no "
+                      f"{scheme.output!r} label and are left out of its metrics.", stacklevel=3)
+    subset = predictions[labelled]
+    if subset.empty:
+        raise ValueError(f"no image has a {scheme.output!r} label; nothing to evaluate.")
+    if scheme.kind == "classification":
+        true, pred = _task_columns(subset, scheme, years=False)
+        scores = classification_metrics(true.astype(int), pred.astype(int),
+                                        classes=scheme.classes)
+        scores.pop("confusion_matrix")
+        if _is_ordered(scheme):
+            scores["one_off_accuracy"] = one_off_accuracy(true.astype(int), pred.astype(int))
+        return scores
+    true, pred = _task_columns(subset, scheme, years=True)
+    return regression_metrics(true, pred)
+
+
+def _task_columns(predictions, scheme, years: bool):
+    """The truth and prediction arrays of a task (years columns for ordinal when asked)."""
+    o = scheme.output
+    true_col, pred_col = f"{o}_true", f"{o}_pred"
+    if years and f"{o}_true_years" in predictions.columns:
+        true_col, pred_col = f"{o}_true_years", f"{o}_pred_years"
+    missing = [c for c in (true_col, pred_col) if c not in predictions.columns]
+    if missing:
+        raise ValueError(f"predictions have no {missing} column(s); make them with "
+                         f"fl.evaluate.predict(model, dataset, schemes) including {o!r}.")
+    return (predictions[true_col].to_numpy(dtype=float, na_value=np.nan),
+            predictions[pred_col].to_numpy(dtype=float, na_value=np.nan))
+
+
+def _labelled(predictions, scheme) -> pd.Series:
+    column = f"{scheme.output}_true"
+    if column not in predictions.columns:
+        raise ValueError(f"predictions have no {column!r} column; make them with "
+                         "fl.evaluate.predict(model, dataset, schemes).")
+    return predictions[column].notna()
+
+
+def _group_column(predictions: pd.DataFrame, attribute: str, schemes) -> pd.Series:
+    task = {s.output: s for s in schemes}.get(attribute)
+    if attribute in predictions.columns:
+        values = predictions[attribute]
+    elif f"{attribute}_true_name" in predictions.columns:
+        values = predictions[f"{attribute}_true_name"]
+    elif (task is not None and task.kind == "classification"
+          and f"{attribute}_true" in predictions.columns):
+        values = predictions[f"{attribute}_true"].map(dict(enumerate(task.classes)))
+    else:
+        raise ValueError(f"cannot break down by {attribute!r}: no such column. Pass "
+                         f"metadata=test_df[[{attribute!r}]] to predict(), or predict the "
+                         f"{attribute!r} task.")
+    names = _GROUP_NAMES.get(attribute, {})
+    return values.map(lambda v: _MISSING_GROUP if _isna(v) else str(names.get(v, v)))
+
+
+def _is_ordered(scheme) -> bool:
+    ordered = getattr(scheme, "ordered", None)
+    if ordered is None:
+        ordered = scheme.output == "age"
+    return bool(ordered) and _num_classes(scheme) > 2
+
+
+def _num_classes(scheme) -> int:
+    k = getattr(scheme, "num_classes", None)
+    return int(k) if k is not None else len(scheme.classes)
+
+
+def _class_probabilities(raw: np.ndarray, k: int, output: str) -> np.ndarray:
+    raw = raw.reshape(len(raw), -1).astype(float)
+    if raw.shape[1] == 1 and k == 2:  # one sigmoid unit: P(class 1)
+        p = raw[:, 0]
+        if p.min() < 0 or p.max() > 1:
+            p = _sigmoid(p)
+        return np.stack([1 - p, p], axis=1)
+    if raw.shape[1] != k:
+        raise ValueError(f"the {output!r} output has {raw.shape[1]} values per image but the "
+                         f"scheme has {k} classes; use the same scheme for model and evaluation.")
+    is_probability = (raw.min() >= 0 and raw.max() <= 1
+                      and np.allclose(raw.sum(axis=1), 1, atol=1e-3))
+    if is_probability:
+        return raw
+    shifted = np.exp(raw - raw.max(axis=1, keepdims=True))  # logits -> softmax
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _class_indices(truth: np.ndarray, k: int, output: str):
+    truth = np.asarray(truth)
+    if truth.ndim == 2 and truth.shape[1] == k and k > 1:  # one-hot labels
+        truth = truth.argmax(axis=1)
+    truth = truth.reshape(len(truth), -1)
+    if truth.shape[1] != 1:
+        raise ValueError(f"the {output!r} labels have shape {truth.shape}; expected one class "
+                         "index per image.")
+    values = truth[:, 0].astype(float)
+    missing = np.isnan(values) | (values < 0)
+    if (values[~missing] >= k).any():
+        raise ValueError(f"the {output!r} labels contain indices >= {k}; the dataset and the "
+                         "scheme disagree on the classes.")
+    result = pd.array(np.where(missing, 0, values).astype(int), dtype="Int64")
+    result[missing] = pd.NA
+    return result
+
+
+def _ranks_to_years(scheme):
+    """A function rank -> years for an ordinal scheme, or None when ranks have no years."""
+    inverse = getattr(scheme, "inverse", None)
+    if inverse is not None:
+        def convert(ranks):
+            ranks = pd.array(ranks, dtype="Int64")
+            known = ~pd.isna(ranks)
+            out = np.full(len(ranks), np.nan)
+            out[known] = np.asarray(inverse(np.asarray(ranks[known], dtype=int)), dtype=float)
+            return out
+        return convert
+    try:
+        table = np.array([float(c) for c in scheme.classes])
+    except (TypeError, ValueError):
+        return None
+    if len(table) == 0:
+        return None
+
+    def lookup(ranks):
+        ranks = pd.array(ranks, dtype="Int64")
+        known = ~pd.isna(ranks)
+        out = np.full(len(ranks), np.nan)
+        out[known] = table[np.asarray(ranks[known], dtype=int)]
+        return out
+    return lookup
+
+
+def _as_output_dict(value, schemes, what: str) -> dict:
+    outputs = [s.output for s in schemes]
+    if isinstance(value, Mapping):
+        missing = [o for o in outputs if o not in value]
+        if missing:
+            raise ValueError(f"{what} has keys {list(value)} but the schemes need {missing}; "
+                             "pass the schemes the model was built with.")
+        return value
+    if len(schemes) == 1:
+        return {outputs[0]: value}
+    raise ValueError(f"{what} is not a dict keyed by output; with several schemes "
+                     f"({outputs}) it must be {{output: values}}.")
+
+
+def _scheme_list(schemes) -> list:
+    if hasattr(schemes, "output") and hasattr(schemes, "kind"):
+        schemes = [schemes]
+    schemes = list(schemes.values()) if isinstance(schemes, Mapping) else list(schemes)
+    if not schemes:
+        raise ValueError("give at least one label scheme, e.g. [fl.labels.get('gender')].")
+    for s in schemes:
+        if getattr(s, "kind", None) not in KINDS or not hasattr(s, "output"):
+            raise ValueError(f"{s!r} is not a label scheme; use fl.labels.get(name).")
+    outputs = [s.output for s in schemes]
+    if len(set(outputs)) != len(outputs):
+        raise ValueError(f"two schemes share an output in {outputs}; give one scheme per output.")
+    return schemes
+
+
+def _paired_arrays(y_true, y_pred):
+    y_true = _labels_array(y_true, "y_true")
+    y_pred = _labels_array(y_pred, "y_pred")
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true has {len(y_true)} values but y_pred has {len(y_pred)}; "
+                         "pass one prediction per image.")
+    return y_true, y_pred
+
+
+def _labels_array(values, name: str) -> np.ndarray:
+    if isinstance(values, (pd.Series, pd.Index, pd.api.extensions.ExtensionArray)):
+        if values.isna().any():
+            raise ValueError(f"{name} contains missing values; drop those rows first.")
+        values = values.to_numpy()
+    values = np.asarray(values)
+    if values.ndim != 1:
+        values = values.reshape(len(values), -1)
+        if values.shape[1] != 1:
+            raise ValueError(f"{name} has shape {values.shape}; pass one label per image "
+                             "(class indices, not one-hot rows).")
+        values = values[:, 0]
+    if len(values) == 0:
+        raise ValueError(f"{name} is empty; there is nothing to score.")
+    if values.dtype.kind == "f" and np.isnan(values).any():
+        raise ValueError(f"{name} contains NaN; drop those rows first.")
+    return values
+
+
+def _to_numpy(value) -> np.ndarray:
+    if hasattr(value, "numpy"):
+        return np.asarray(value.numpy())
+    return np.asarray(value)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=float)))
+
+
+def _isna(value) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _format_mean_std(mean: float, std: float, digits: int) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "nan"
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+__all__ = ["KINDS", "TIDY_COLUMNS", "BREAKDOWN_COLUMNS", "classification_metrics",
+           "one_off_accuracy", "regression_metrics", "majority_baseline", "predict", "evaluate",
+           "breakdown", "confusion", "compare", "summarize", "wide"]

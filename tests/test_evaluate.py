@@ -1,0 +1,279 @@
+"""Tests for faceattr_lab.evaluate: sklearn metrics on random data, hand-written ones on a
+hand-made fixture whose numbers are worked out in the comments."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from faceattr_lab import evaluate as ev
+
+
+# Minimal stand-ins for faceattr_lab.labels.Scheme, following the contract in ARCHITECTURE.md.
+@dataclass(frozen=True)
+class Scheme:
+    name: str
+    output: str
+    kind: str
+    classes: tuple = ()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def decode(self, indices):
+        return np.asarray(self.classes)[np.asarray(indices)]
+
+
+@dataclass(frozen=True)
+class ScaledAge(Scheme):
+    """Age regressed as years / 116, as in study C."""
+
+    def inverse(self, values):
+        return np.asarray(values, dtype=float) * 116.0
+
+
+GENDER = Scheme("gender", "gender", "classification", ("male", "female"))
+AGE4 = Scheme("age4", "age", "classification", ("0-9", "10-29", "30-59", "60+"))
+RACE3 = Scheme("race3", "race", "classification", ("A", "B", "C"))
+AGE_REG = ScaledAge("age_reg", "age", "regression")
+AGE_CORAL = Scheme("age_coral", "age", "ordinal", ("21", "22", "23", "24"))
+
+
+@pytest.fixture
+def hand_predictions():
+    """Six images. gender: 5/6 right; age groups: 3/6 exact, 5/6 within one group."""
+    return pd.DataFrame({
+        "race": ["A", "A", "B", "B", "B", "A"],
+        "gender_true": pd.array([0, 0, 1, 1, 1, 0], dtype="Int64"),
+        "gender_pred": pd.array([0, 1, 1, 1, 1, 0], dtype="Int64"),
+        "age_true": pd.array([0, 1, 2, 3, 3, 1], dtype="Int64"),
+        "age_pred": pd.array([0, 2, 0, 3, 2, 1], dtype="Int64"),
+    })
+
+
+def _value(table, task, metric, **filters):
+    rows = table[(table.task == task) & (table.metric == metric)]
+    for column, value in filters.items():
+        rows = rows[rows[column] == value]
+    assert len(rows) == 1, rows
+    return rows.value.iloc[0]
+
+
+# ---- metrics on arrays ------------------------------------------------------------------
+
+def test_classification_metrics_match_sklearn_on_random_data():
+    rng = np.random.default_rng(0)
+    y_true, y_pred = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
+    got = ev.classification_metrics(y_true, y_pred, classes=["a", "b", "c", "d"])
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred))
+    assert got["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y_true, y_pred))
+    assert got["macro_f1"] == pytest.approx(skm.f1_score(y_true, y_pred, average="macro"))
+    np.testing.assert_array_equal(got["confusion_matrix"], skm.confusion_matrix(y_true, y_pred))
+
+
+def test_confusion_matrix_keeps_unseen_classes():
+    got = ev.classification_metrics([0, 0, 1], [0, 1, 1], classes=["x", "y", "z"])
+    np.testing.assert_array_equal(got["confusion_matrix"], [[1, 1, 0], [0, 1, 0], [0, 0, 0]])
+
+
+def test_regression_metrics_match_sklearn_and_hand_values():
+    rng = np.random.default_rng(1)
+    y_true, y_pred = rng.normal(40, 10, 100), rng.normal(40, 10, 100)
+    got = ev.regression_metrics(y_true, y_pred)
+    assert got["mae"] == pytest.approx(skm.mean_absolute_error(y_true, y_pred))
+    assert got["rmse"] == pytest.approx(math.sqrt(skm.mean_squared_error(y_true, y_pred)))
+    # errors +2 -3 0 +5 0 -6: MAE 16/6, signed -2/6, RMSE sqrt(74/6)
+    hand = ev.regression_metrics([20, 30, 40, 50, 60, 70], [22, 27, 40, 55, 60, 64])
+    assert hand["mae"] == pytest.approx(16 / 6)
+    assert hand["mean_signed_error"] == pytest.approx(-2 / 6)
+    assert hand["rmse"] == pytest.approx(math.sqrt(74 / 6))
+
+
+def test_one_off_accuracy_hand_values():
+    assert ev.one_off_accuracy([0, 1, 2, 3, 3, 1], [0, 2, 0, 3, 2, 1]) == pytest.approx(5 / 6)
+    assert ev.one_off_accuracy([7, 0], [5, 2]) == 0.0
+    with pytest.raises(ValueError, match="same|one prediction"):
+        ev.one_off_accuracy([1, 2], [1])
+    with pytest.raises(ValueError, match="indices"):
+        ev.one_off_accuracy(["a"], ["b"])
+
+
+def test_majority_baseline_shows_imbalance():
+    train = [0] * 8 + [1] * 2
+    test = [0] * 6 + [1] * 3 + [2] * 1
+    got = ev.majority_baseline(train, test)
+    assert got["majority"] == 0
+    assert got["accuracy"] == pytest.approx(0.6)
+    assert got["balanced_accuracy"] == pytest.approx(1 / 3)  # recall 1, 0, 0
+
+
+# ---- tidy tables -------------------------------------------------------------------------
+
+def test_evaluate_hand_fixture(hand_predictions):
+    table = ev.evaluate(hand_predictions, [GENDER, AGE4], run="r1")
+    assert list(table.columns) == ["run", "task", "metric", "value"]
+    assert set(table.run) == {"r1"}
+    assert _value(table, "gender", "accuracy") == pytest.approx(5 / 6)
+    assert _value(table, "gender", "balanced_accuracy") == pytest.approx((2 / 3 + 1) / 2)
+    # F1 male: P 1, R 2/3 -> 0.8; female: P 3/4, R 1 -> 6/7
+    assert _value(table, "gender", "macro_f1") == pytest.approx((0.8 + 6 / 7) / 2)
+    assert _value(table, "age", "accuracy") == pytest.approx(0.5)
+    assert _value(table, "age", "one_off_accuracy") == pytest.approx(5 / 6)
+    assert "one_off_accuracy" not in set(table[table.task == "gender"].metric)
+
+
+def test_breakdown_hand_fixture(hand_predictions):
+    table = ev.breakdown(hand_predictions, [GENDER, AGE4], by=("race", "gender"), run="r1")
+    # race A = rows 0, 1, 5: gender 2/3 right, age 2/3 exact (rows 0, 5), 3/3 one-off
+    assert _value(table, "gender", "accuracy", by="race", group="A") == pytest.approx(2 / 3)
+    assert _value(table, "age", "accuracy", by="race", group="A") == pytest.approx(2 / 3)
+    assert _value(table, "age", "one_off_accuracy", by="race", group="A") == pytest.approx(1.0)
+    # race B = rows 2, 3, 4: gender 3/3, age 1/3 exact (row 3), 2/3 one-off
+    assert _value(table, "gender", "accuracy", by="race", group="B") == pytest.approx(1.0)
+    assert _value(table, "age", "one_off_accuracy", by="race", group="B") == pytest.approx(2 / 3)
+    assert set(table[table.by == "race"].n) == {3}
+    # no gender metadata column: groups come from the gender task's true names
+    assert set(table[table.by == "gender"].group) == {"male", "female"}
+    assert _value(table, "gender", "accuracy", by="gender", group="male") == pytest.approx(2 / 3)
+
+
+def test_breakdown_names_gender_codes_and_keeps_missing(hand_predictions):
+    df = hand_predictions.assign(gender=pd.array([0, 1, None, 1, 0, 0], dtype="Int64"))
+    table = ev.breakdown(df, GENDER, by="gender")
+    assert set(table.group) == {"male", "female", "unknown"}
+    assert table.groupby("group").n.first().sum() == 6  # nobody dropped
+    with pytest.raises(ValueError, match="metadata"):
+        ev.breakdown(df, GENDER, by="skin_tone")
+
+
+def test_confusion_is_labelled(hand_predictions):
+    table = ev.confusion(hand_predictions, AGE4)
+    assert list(table.index) == list(AGE4.classes) and list(table.columns) == list(AGE4.classes)
+    assert table.loc["30-59", "0-9"] == 1 and table.loc["60+", "60+"] == 1
+    assert table.to_numpy().sum() == 6
+
+
+def test_summarize_compare_and_wide():
+    seeds = [pd.DataFrame({"run": "cnn", "task": ["gender", "age"], "metric": ["accuracy", "mae"],
+                           "value": [acc, mae]}) for acc, mae in [(0.8, 5), (0.9, 6), (1.0, 10)]]
+    table = ev.compare(*seeds, keys=[1, 2, 3], name="seed")
+    assert len(table) == 6 and list(table.seed) == [1, 1, 2, 2, 3, 3]
+    summary = ev.summarize(table, by=("run", "task", "metric"), over="seed")
+    gender = summary[summary.task == "gender"].iloc[0]
+    assert gender["mean"] == pytest.approx(0.9) and gender["std"] == pytest.approx(0.1)
+    assert gender["n"] == 3 and gender["mean ± std"] == "0.900 ± 0.100"
+    age = summary[summary.task == "age"].iloc[0]
+    assert age["mean"] == pytest.approx(7) and age["std"] == pytest.approx(math.sqrt(7))
+    two_runs = ev.compare(table, table.assign(run="other"))
+    with pytest.raises(ValueError, match="tells them apart"):
+        ev.summarize(two_runs, by=("task", "metric"), over="seed")
+    with pytest.raises(ValueError, match="no column"):
+        ev.summarize(table, over="fold")
+
+    runs = ev.compare({"single": seeds[0], "multi": seeds[1]})
+    flat = ev.wide(runs)
+    assert list(flat.index) == ["single", "multi"]
+    assert list(flat.columns) == ["gender accuracy", "age mae"]
+    assert flat.loc["multi", "age mae"] == 6
+    by_run = ev.wide(summary, index="run", values="mean ± std")
+    assert by_run.loc["cnn", "gender accuracy"] == "0.900 ± 0.100"
+
+
+def test_summarize_single_value_has_no_std():
+    table = pd.DataFrame({"run": ["a"], "task": ["gender"], "metric": ["accuracy"],
+                          "value": [0.5]})
+    summary = ev.summarize(table)
+    assert summary["n"].iloc[0] == 1 and summary["mean ± std"].iloc[0] == "0.500"
+
+
+# ---- predict -----------------------------------------------------------------------------
+
+class _FakeModel:
+    """Returns fixed outputs per batch: softmax gender, sigmoid-free CORAL logits, age/116."""
+
+    def __init__(self, outputs):
+        self.outputs = outputs
+        self.calls = 0
+
+    def __call__(self, images):
+        out = {k: v[self.calls] for k, v in self.outputs.items()}
+        self.calls += 1
+        return out
+
+
+def test_predict_decodes_each_kind():
+    images = np.zeros((2, 4, 4, 3), "float32")
+    batches = [(images, {"gender": np.array([0, 1]), "age": np.array([0.25, 0.5], "float32"),
+                         "race": np.array([2, -1])}),
+               (images[:1], {"gender": np.array([1]), "age": np.array([0.1], "float32"),
+                             "race": np.array([0])})]
+    model = _FakeModel({
+        "gender": [np.array([[0.9, 0.1], [0.2, 0.8]]), np.array([[0.7, 0.3]])],
+        "age": [np.array([[0.3], [0.5]]), np.array([[0.1]])],
+        "race": [np.array([[0.0, 0.0, 5.0], [5.0, 0.0, 0.0]]), np.array([[0.0, 3.0, 0.0]])],
+    })
+    meta = pd.DataFrame({"path": ["a.jpg", "b.jpg", "c.jpg"]}, index=[10, 11, 12])
+    table = ev.predict(model, batches, [GENDER, AGE_REG, RACE3], metadata=meta)
+    assert model.calls == 2 and len(table) == 3
+    assert list(table.path) == ["a.jpg", "b.jpg", "c.jpg"]
+    assert list(table.gender_pred) == [0, 1, 0]
+    assert list(table.gender_pred_name) == ["male", "female", "male"]
+    np.testing.assert_allclose(table.gender_prob_female, [0.1, 0.8, 0.3])
+    np.testing.assert_allclose(table.age_true, [29.0, 58.0, 11.6], rtol=1e-6)
+    np.testing.assert_allclose(table.age_pred, [34.8, 58.0, 11.6], rtol=1e-6)
+    # race logits go through softmax; the -1 label is a missing label
+    assert list(table.race_pred) == [2, 0, 1]
+    assert table.race_true.isna().tolist() == [False, True, False]
+    np.testing.assert_allclose(table[[f"race_prob_{c}" for c in "ABC"]].sum(axis=1), 1)
+    with pytest.warns(UserWarning, match="1 of 3 images have no 'race' label"):
+        table_metrics = ev.evaluate(table, [RACE3])
+    assert _value(table_metrics, "race", "accuracy") == pytest.approx(0.5)
+    assert _value(ev.evaluate(table, [AGE_REG]), "age", "mae") == pytest.approx(5.8 / 3)
+
+    with pytest.raises(ValueError, match="metadata has 2 rows"):
+        ev.predict(_FakeModel(model.outputs), batches, [GENDER, AGE_REG, RACE3],
+                   metadata=meta.iloc[:2])
+
+
+def test_predict_coral_ranks_and_years():
+    # rank = number of sigmoid(z) > 0.5, i.e. of logits > 0
+    logits = np.array([[2.0, 1.0, -1.0], [-3.0, -2.0, -1.0], [4.0, 3.0, 2.0]])
+    levels = np.array([[1, 1, 0], [0, 0, 0], [1, 1, 0]])  # extended binary labels: ranks 2, 0, 2
+    model = _FakeModel({"age": [logits]})
+    table = ev.predict(model, [(np.zeros((3, 2, 2, 3)), {"age": levels})], AGE_CORAL)
+    assert list(table.age_pred) == [2, 0, 3] and list(table.age_true) == [2, 0, 2]
+    np.testing.assert_allclose(table.age_score, (1 / (1 + np.exp(-logits))).sum(axis=1))
+    assert list(table.age_pred_years) == [23.0, 21.0, 24.0]
+    result = ev.evaluate(table, [AGE_CORAL])
+    assert set(result.metric) == {"mae", "rmse", "mean_signed_error"}
+    assert _value(result, "age", "mae") == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="K-1 = 3"):
+        ev.predict(_FakeModel({"age": [logits[:, :2]]}),
+                   [(np.zeros((3, 2, 2, 3)), {"age": levels[:, 0]})], AGE_CORAL)
+
+
+def test_predict_runs_a_keras_model_over_tf_data():
+    keras = pytest.importorskip("keras")
+    tf = pytest.importorskip("tensorflow")
+    inputs = keras.Input((8, 8, 3))
+    features = keras.layers.GlobalAveragePooling2D()(inputs)
+    model = keras.Model(inputs, {
+        "gender": keras.layers.Dense(2, activation="softmax", name="gender")(features),
+        "age": keras.layers.Dense(3, name="age")(features),  # CORAL-shaped logits, 4 ranks
+    })
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (10, 8, 8, 3)).astype("float32")
+    labels = {"gender": rng.integers(0, 2, 10), "age": rng.integers(0, 4, 10)}
+    dataset = tf.data.Dataset.from_tensor_slices((x, labels)).batch(4)
+    table = ev.predict(model, dataset, [GENDER, AGE_CORAL])
+    assert len(table) == 10
+    expected = model.predict(x, verbose=0)
+    np.testing.assert_array_equal(table.gender_pred, expected["gender"].argmax(axis=1))
+    np.testing.assert_array_equal(table.age_pred, (expected["age"] > 0).sum(axis=1))
+    np.testing.assert_array_equal(table.gender_true, labels["gender"])
