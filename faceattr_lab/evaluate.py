@@ -15,12 +15,13 @@ Metrics come from scikit-learn wherever it has them; only the Adience one-off ac
 per-group loop are written here.
 
 What ``predict`` reads from a label scheme (``faceattr_lab.labels.Scheme``): ``output``,
-``kind`` (``"classification"``, ``"regression"``, ``"ordinal"``) and ``classes``. Optional, read
-with ``getattr`` so any scheme-like object works:
+``kind`` (``"classification"``, ``"regression"``, ``"ordinal"``), ``classes`` and, for years,
+``decode``: ``fl.labels`` schemes decode a scaled regression target (age / 116) and an ordinal
+rank (``lo + rank``) to years. Read with ``getattr`` so any scheme-like object works:
 
-- ``inverse(values)``: maps the regression target (e.g. age / 116) or an ordinal rank back to
-  years. Without it regression values are used as they are, and ordinal ranks become years
-  through their class names when those are numbers (``"21"`` -> 21.0).
+- ``inverse(values)``, when a scheme has it, wins over ``decode`` for years. Without either,
+  regression values are used as they are, and ordinal ranks become years through their class
+  names when those are numbers (``"21"`` -> 21.0), else stay ranks.
 - ``ordered``: whether classification classes are ordered groups (one-off accuracy makes
   sense). Without it, classification schemes on the ``"age"`` output count as ordered.
 """
@@ -139,7 +140,7 @@ def predict(model, dataset, schemes, metadata: pd.DataFrame | None = None) -> pd
     - classification: ``<o>_true``, ``<o>_pred`` (class indices), ``<o>_true_name``,
       ``<o>_pred_name`` and ``<o>_prob_<class>`` per class. Softmax outputs (B, K) and a single
       sigmoid unit (B, 1) for two classes both work; logits are turned into probabilities.
-    - regression: ``<o>_true``, ``<o>_pred`` in years (the scheme's ``inverse`` undoes its
+    - regression: ``<o>_true``, ``<o>_pred`` in years (the scheme's ``decode`` undoes its
       scaling, e.g. age / 116).
     - ordinal (CORAL logits, B x K-1): ``<o>_true``, ``<o>_pred`` ranks (predicted rank = number
       of sigmoid(z_k) > 0.5), ``<o>_score`` the expected rank (sum of the K-1 probabilities) and,
@@ -214,11 +215,12 @@ def _decode_task(scheme, raw: np.ndarray, truth: np.ndarray) -> dict:
         if values.shape[1] != 1:
             raise ValueError(f"the {o!r} regression output has shape {raw.shape}; expected one "
                              "value per image (B, 1).")
-        inverse = getattr(scheme, "inverse", None) or (lambda v: v)
+        to_years = (getattr(scheme, "inverse", None) or getattr(scheme, "decode", None)
+                    or (lambda v: v))
         true = np.asarray(truth, dtype=float).reshape(n, -1)[:, 0]
         return {
-            f"{o}_true": np.asarray(inverse(true), dtype=float),
-            f"{o}_pred": np.asarray(inverse(values[:, 0]), dtype=float),
+            f"{o}_true": np.asarray(to_years(true), dtype=float),
+            f"{o}_pred": np.asarray(to_years(values[:, 0]), dtype=float),
         }
     if kind == "ordinal":
         k = _num_classes(scheme)
@@ -498,29 +500,31 @@ def _class_indices(truth: np.ndarray, k: int, output: str):
 
 def _ranks_to_years(scheme):
     """A function rank -> years for an ordinal scheme, or None when ranks have no years."""
-    inverse = getattr(scheme, "inverse", None)
-    if inverse is not None:
-        def convert(ranks):
-            ranks = pd.array(ranks, dtype="Int64")
-            known = ~pd.isna(ranks)
-            out = np.full(len(ranks), np.nan)
-            out[known] = np.asarray(inverse(np.asarray(ranks[known], dtype=int)), dtype=float)
-            return out
-        return convert
-    try:
-        table = np.array([float(c) for c in scheme.classes])
-    except (TypeError, ValueError):
-        return None
-    if len(table) == 0:
-        return None
+    convert = getattr(scheme, "inverse", None) or getattr(scheme, "decode", None)
+    if convert is not None:
+        try:
+            probe = np.asarray(convert(np.arange(min(2, _num_classes(scheme)))), dtype=float)
+        except (TypeError, ValueError):
+            convert = None  # decode gives names that are not years
+        else:
+            if probe.ndim != 1:
+                convert = None
+    if convert is None:
+        try:
+            table = np.array([float(c) for c in scheme.classes])
+        except (TypeError, ValueError):
+            return None
+        if len(table) == 0:
+            return None
+        convert = table.__getitem__
 
-    def lookup(ranks):
+    def years(ranks):
         ranks = pd.array(ranks, dtype="Int64")
         known = ~pd.isna(ranks)
         out = np.full(len(ranks), np.nan)
-        out[known] = table[np.asarray(ranks[known], dtype=int)]
+        out[known] = np.asarray(convert(np.asarray(ranks[known], dtype=int)), dtype=float)
         return out
-    return lookup
+    return years
 
 
 def _as_output_dict(value, schemes, what: str) -> dict:

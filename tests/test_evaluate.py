@@ -277,3 +277,19 @@ def test_predict_runs_a_keras_model_over_tf_data():
     np.testing.assert_array_equal(table.gender_pred, expected["gender"].argmax(axis=1))
     np.testing.assert_array_equal(table.age_pred, (expected["age"] > 0).sum(axis=1))
     np.testing.assert_array_equal(table.gender_true, labels["gender"])
+
+
+def test_predict_with_the_kit_label_schemes():
+    labels = pytest.importorskip("faceattr_lab.labels")
+    gender, age_years, age_coral = labels.get("gender"), labels.years(116), labels.coral(21, 24)
+    images = np.zeros((2, 2, 2, 3))
+    table = ev.predict(lambda x: {"gender": np.array([[0.8, 0.2], [0.4, 0.6]]),
+                                  "age": np.array([[0.25], [0.5]])},
+                       [(images, {"gender": np.array([0, 0]), "age": np.array([0.25, 0.25])})],
+                       [gender, age_years])
+    assert list(table.gender_pred_name) == ["male", "female"]
+    np.testing.assert_allclose(table.age_pred, [29.0, 58.0])  # decode multiplies by 116
+    table = ev.predict(lambda x: {"age": np.array([[3.0, 2.0, -1.0]])},
+                       [(images[:1], {"age": np.array([1])})], age_coral)
+    assert table.age_pred.tolist() == [2] and table.age_pred_years.tolist() == [23.0]
+    assert table.age_true_years.tolist() == [22.0]
