@@ -1,0 +1,85 @@
+"""Multi-task models whose gender embedding conditions the age and race heads (study E)."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from .backbones import backbone, set_trainable_from
+from .heads import _check_schemes, add_heads
+
+MODES = ("gating", "attention")
+
+
+def _freeze_until(base: keras.Model, frozen_until) -> None:
+    """Freeze the backbone's layers before ``frozen_until`` (see gender_conditioned)."""
+    if frozen_until == "all":
+        base.trainable = False
+    elif frozen_until is None or frozen_until == 0:
+        set_trainable_from(base, n_layers="all")
+    elif isinstance(frozen_until, str):
+        set_trainable_from(base, from_layer=frozen_until)
+    elif isinstance(frozen_until, int):
+        # "freeze the first i layers" is "train all but the first i": n_layers=-i; and
+        # "freeze all but the last k" (frozen_until=-k) is "train the last k": n_layers=k
+        set_trainable_from(base, n_layers=-frozen_until)
+    else:
+        raise ValueError(f"frozen_until={frozen_until!r}; pass a layer index, a layer name, "
+                         "'all' or None.")
+
+
+def gender_conditioned(backbone_name: str, input_shape, schemes, mode: str = "gating",
+                       embedding_dim: int = 32, frozen_until=-4, weights="imagenet",
+                       hidden: int = 0, dropout: float = 0.0, num_heads: int = 4,
+                       name: str | None = None) -> keras.Model:
+    """A partially frozen backbone whose gender embedding steers the other heads. Lab 04.
+
+    Study E: single-task vs multi-task VGG/ResNet/DenseNet on UTKFace with gender-embedding
+    gating and attention (a course project; see ``reference/studies.md``, section E).
+
+    The backbone's feature map feeds a gender branch, ``GlobalAveragePooling -> Dense(
+    embedding_dim, relu)`` (the *gender embedding*) -> gender softmax. The other heads (age,
+    race) see the features conditioned on that embedding:
+
+    - ``mode="gating"``: a sigmoid gate ``Dense(channels, sigmoid)(embedding)`` multiplies the
+      average-pooled features channel by channel;
+    - ``mode="attention"``: ``MultiHeadAttention`` with the embedding as the query over the
+      spatial positions of the feature map (keys and values), giving a gender-dependent pooling.
+
+    ``frozen_until`` freezes the backbone up to a point: an int ``i >= 0`` freezes its first
+    ``i`` layers, ``-k`` all but the last ``k`` (default: all but the last 4), a layer name
+    freezes everything before that layer, "all" the whole backbone, None nothing. BatchNorm
+    layers stay frozen. ``schemes`` must include one whose output is "gender".
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r}; use one of {MODES}.")
+    schemes = _check_schemes(schemes)
+    gender = [scheme for scheme in schemes if scheme.output == "gender"]
+    others = [scheme for scheme in schemes if scheme.output != "gender"]
+    if not gender or not others:
+        raise ValueError("gender_conditioned needs a 'gender' scheme and at least one other "
+                         f"(age, race); got outputs {[scheme.output for scheme in schemes]}.")
+    base = backbone(backbone_name, input_shape, weights=weights, pooling=None, trainable=True)
+    _freeze_until(base, frozen_until)
+
+    images = keras.Input(tuple(input_shape), name="image")
+    feature_map = base(images)
+    pooled = layers.GlobalAveragePooling2D(name="pooled_features")(feature_map)
+    embedding = layers.Dense(embedding_dim, activation="relu", name="gender_embedding")(pooled)
+    outputs = add_heads(embedding, gender)
+
+    channels = feature_map.shape[-1]
+    if mode == "gating":
+        gate = layers.Dense(channels, activation="sigmoid", name="gender_gate")(embedding)
+        conditioned = layers.Multiply(name="gated_features")([pooled, gate])
+    else:
+        positions = layers.Reshape((-1, channels), name="spatial_positions")(feature_map)
+        query = layers.Reshape((1, embedding_dim), name="gender_query")(embedding)
+        attended = layers.MultiHeadAttention(
+            num_heads=num_heads, key_dim=max(embedding_dim // num_heads, 8),
+            output_shape=channels, name="gender_attention",
+        )(query, positions)
+        conditioned = layers.Flatten(name="attended_features")(attended)
+    outputs.update(add_heads(conditioned, others, hidden=hidden, dropout=dropout))
+    return keras.Model(images, outputs,
+                       name=name or f"{backbone_name.lower()}_gender_{mode}")

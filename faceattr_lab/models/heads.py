@@ -1,0 +1,242 @@
+"""Output heads, the CORAL ordinal layer, and compiling a model from its label schemes.
+
+Every model in ``faceattr_lab.models`` ends in :func:`add_heads`, so one label scheme decides
+both the head (softmax, linear, CORAL) and, in :func:`compile_for`, its loss and metrics.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+KINDS = ("classification", "regression", "ordinal")
+REGRESSION_ACTIVATIONS = (None, "linear", "relu", "sigmoid")
+
+
+def _check_schemes(schemes) -> list:
+    """Return ``schemes`` as a list of schemes; one scheme, or names for ``labels.get``, work."""
+    if isinstance(schemes, str) or (hasattr(schemes, "output") and hasattr(schemes, "kind")):
+        schemes = [schemes]
+    schemes = list(schemes)
+    if any(isinstance(scheme, str) for scheme in schemes):
+        from faceattr_lab import labels
+
+        schemes = [labels.get(scheme) if isinstance(scheme, str) else scheme
+                   for scheme in schemes]
+    if not schemes:
+        raise ValueError("schemes is empty; pass e.g. [fl.labels.get('gender')].")
+    outputs = [scheme.output for scheme in schemes]
+    if len(set(outputs)) != len(outputs):
+        raise ValueError(f"two schemes share an output name in {outputs}; pass one scheme per "
+                         "head (e.g. one age scheme, not two).")
+    for scheme in schemes:
+        if scheme.kind not in KINDS:
+            raise ValueError(f"scheme {scheme.name!r} has kind {scheme.kind!r}; "
+                             f"expected one of {KINDS}.")
+    return schemes
+
+
+@keras.saving.register_keras_serializable(package="faceattr_lab")
+class CoralOutput(layers.Layer):
+    """CORAL ordinal output: K-1 binary logits sharing ONE weight vector. Lab 06.
+
+    Cao, Mirjalili & Raschka (2020), "Rank consistent ordinal regression for neural networks
+    with application to age estimation", Pattern Recognition Letters 140: 325-331.
+
+    The task "is the rank above k?" for k = 0..K-2 uses the same weight vector ``w`` and its own
+    bias ``b_k``: ``logit_k = w . x + b_k``. Sharing ``w`` is what makes the K-1 answers rank
+    consistent (with biases ordered, the probabilities decrease with k). The layer holds exactly
+    two weights: the kernel ``(features, 1)`` of a bias-free ``Dense(1)`` and the biases
+    ``(K-1,)``, initialised decreasing from 1 to 1/(K-1) as in the authors' ``coral-pytorch``.
+    It returns the logits ``(B, K-1)``; read them with :func:`coral_rank` and
+    :func:`coral_probabilities`.
+    """
+
+    def __init__(self, num_classes: int, **kwargs):
+        super().__init__(**kwargs)
+        if int(num_classes) < 2:
+            raise ValueError(f"CoralOutput needs num_classes >= 2, got {num_classes}; an ordinal "
+                             "scheme has at least two ranks.")
+        self.num_classes = int(num_classes)
+        self.linear = layers.Dense(1, use_bias=False, name="shared_weights")
+
+    def build(self, input_shape):
+        self.linear.build(input_shape)
+        steps = self.num_classes - 1
+        initial = np.arange(steps, 0, -1, dtype="float32") / steps
+        self.biases = self.add_weight(
+            name="biases", shape=(steps,),
+            initializer=keras.initializers.Constant(initial), trainable=True,
+        )
+
+    def call(self, inputs):
+        return self.linear(inputs) + self.biases
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.num_classes - 1)
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
+
+
+def coral_probabilities(logits, classwise: bool = False):
+    """CORAL probabilities from logits ``(B, K-1)``. Lab 06.
+
+    By default the cumulative probabilities ``P(rank > k)`` for k = 0..K-2 (the sigmoids).
+    With ``classwise=True`` the per-rank probabilities ``(B, K)``: ``1 - s_0``, ``s_{k-1} - s_k``,
+    ``s_{K-2}`` (they sum to 1; rank consistency keeps them non-negative once trained).
+    """
+    cumulative = ops.sigmoid(ops.convert_to_tensor(logits, dtype="float32"))
+    if not classwise:
+        return cumulative
+    batch = ops.shape(cumulative)[0]
+    ones = ops.ones((batch, 1), dtype=cumulative.dtype)
+    zeros = ops.zeros((batch, 1), dtype=cumulative.dtype)
+    upper = ops.concatenate([ones, cumulative], axis=-1)
+    lower = ops.concatenate([cumulative, zeros], axis=-1)
+    return upper - lower
+
+
+def coral_rank(logits):
+    """The CORAL prediction: how many of the K-1 probabilities exceed 0.5 (int32). Lab 06."""
+    logits = ops.convert_to_tensor(logits, dtype="float32")
+    return ops.sum(ops.cast(logits > 0.0, "int32"), axis=-1)
+
+
+def _coral_absolute_error(y_true, y_pred):
+    rank = ops.cast(coral_rank(y_pred), "float32")
+    y_true = ops.reshape(ops.cast(y_true, "float32"), ops.shape(rank))
+    return ops.abs(rank - y_true)
+
+
+@keras.saving.register_keras_serializable(package="faceattr_lab")
+class CoralRankMAE(keras.metrics.MeanMetricWrapper):
+    """Mean absolute error, in ranks, of :func:`coral_rank` against integer ranks. Lab 06."""
+
+    def __init__(self, name: str = "mae", dtype=None):
+        super().__init__(_coral_absolute_error, name=name, dtype=dtype)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype}
+
+
+def add_heads(features, schemes, hidden: int = 0, dropout: float = 0.0, name_prefix: str = "",
+              regression_activation: str | None = None) -> dict:
+    """One output head per label scheme on a feature tensor; returns ``{scheme.output: tensor}``.
+
+    Each head is ``Dropout(dropout) -> Dense(hidden, relu) -> Dropout(dropout) -> output`` when
+    ``hidden > 0``, else ``Dropout(dropout) -> output`` (dropout 0 adds no layer). The output
+    follows the scheme's kind: softmax ``Dense(num_classes)`` for classification, ``Dense(1)``
+    with ``regression_activation`` (None/linear, "relu" or "sigmoid" for targets in [0, 1]) for
+    regression, :class:`CoralOutput` logits for ordinal. Layers are named after the output
+    (``"age"``, ``"age_hidden"`` ...), with ``name_prefix`` in front of the hidden layers. Lab 02.
+    """
+    schemes = _check_schemes(schemes)
+    if regression_activation not in REGRESSION_ACTIVATIONS:
+        raise ValueError(f"regression_activation={regression_activation!r}; "
+                         f"use one of {REGRESSION_ACTIVATIONS}.")
+    if hidden < 0 or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"hidden={hidden}, dropout={dropout}; use hidden >= 0 and "
+                         "0 <= dropout < 1.")
+    outputs = {}
+    for scheme in schemes:
+        prefix = f"{name_prefix}{scheme.output}"
+        x = features
+        if dropout > 0:
+            x = layers.Dropout(dropout, name=f"{prefix}_dropout")(x)
+        if hidden > 0:
+            x = layers.Dense(hidden, activation="relu", name=f"{prefix}_hidden")(x)
+            if dropout > 0:
+                x = layers.Dropout(dropout, name=f"{prefix}_hidden_dropout")(x)
+        if scheme.kind == "classification":
+            head = layers.Dense(scheme.num_classes, activation="softmax", name=scheme.output)
+        elif scheme.kind == "regression":
+            head = layers.Dense(1, activation=regression_activation, name=scheme.output)
+        else:
+            head = CoralOutput(scheme.num_classes, name=scheme.output)
+        outputs[scheme.output] = head(x)
+    return outputs
+
+
+def _loss_and_metrics(scheme):
+    if scheme.kind == "classification":
+        return (keras.losses.SparseCategoricalCrossentropy(),
+                [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    if scheme.kind == "regression":
+        return keras.losses.MeanSquaredError(), [keras.metrics.MeanAbsoluteError(name="mae")]
+    from faceattr_lab import losses  # written alongside; imported only when a head is ordinal
+
+    return losses.CoralLoss(), [CoralRankMAE(name="mae")]
+
+
+def compile_for(model: keras.Model, schemes, optimizer="adam", learning_rate: float = 1e-3,
+                loss_weights: dict | None = None, jit_compile=False) -> keras.Model:
+    """Compile ``model`` with each head's loss and metrics taken from its scheme. Lab 02.
+
+    classification: sparse categorical cross-entropy, accuracy; regression: MSE, MAE;
+    ordinal: CORAL loss (``faceattr_lab.losses.CoralLoss``), MAE in ranks of the CORAL
+    prediction. ``optimizer`` is a name ("adam", "rmsprop", "sgd", ...) or an optimizer class
+    or instance; a name or class gets ``learning_rate``. ``loss_weights`` maps output names to
+    weights (study C weighs age 2). The arguments are remembered on the model, so
+    :func:`faceattr_lab.models.freeze` / ``unfreeze`` re-compile it the same way. Returns it.
+    """
+    schemes = _check_schemes(schemes)
+    model_outputs = set(model.output) if isinstance(model.output, dict) else set(
+        model.output_names)
+    missing = [scheme.output for scheme in schemes if scheme.output not in model_outputs]
+    if missing:
+        raise ValueError(f"the model has no output(s) {missing}; it has {sorted(model_outputs)}. "
+                         "Pass the schemes the model was built with.")
+    if loss_weights is not None:
+        unknown = sorted(set(loss_weights) - {scheme.output for scheme in schemes})
+        if unknown:
+            raise ValueError(f"loss_weights names {unknown}, which are not heads; use keys from "
+                             f"{[scheme.output for scheme in schemes]}.")
+    if isinstance(optimizer, str):
+        try:
+            optimizer_instance = keras.optimizers.get(optimizer)
+        except ValueError as error:
+            raise ValueError(f"unknown optimizer {optimizer!r}; use e.g. 'adam', 'rmsprop', "
+                             "'sgd', or a keras.optimizers.Optimizer.") from error
+        optimizer_instance.learning_rate = learning_rate
+    elif isinstance(optimizer, type):
+        optimizer_instance = optimizer(learning_rate=learning_rate)
+    elif isinstance(optimizer, keras.optimizers.Optimizer):
+        optimizer_instance = optimizer
+    elif isinstance(optimizer, dict):  # a serialized optimizer (how re-compiling passes one)
+        optimizer_instance = keras.optimizers.deserialize(optimizer)
+        if learning_rate is not None:
+            optimizer_instance.learning_rate = learning_rate
+    else:
+        raise ValueError(f"optimizer={optimizer!r}; pass a name such as 'adam' or a "
+                         "keras.optimizers.Optimizer.")
+    losses, metrics = {}, {}
+    for scheme in schemes:
+        losses[scheme.output], metrics[scheme.output] = _loss_and_metrics(scheme)
+    model.compile(
+        optimizer=optimizer_instance, loss=losses, metrics=metrics,
+        loss_weights=None if loss_weights is None else {
+            scheme.output: float(loss_weights.get(scheme.output, 1.0)) for scheme in schemes},
+        jit_compile=jit_compile,
+    )
+    # remembered for freeze()/unfreeze(), which must re-compile after changing `trainable`;
+    # an optimizer instance is kept as its config (a fresh one is built on re-compiling)
+    model._faceattr_compile_args = dict(
+        schemes=tuple(schemes),
+        optimizer=keras.optimizers.serialize(optimizer_instance)
+        if isinstance(optimizer, (keras.optimizers.Optimizer, dict)) else optimizer,
+        learning_rate=None if isinstance(optimizer, (keras.optimizers.Optimizer, dict))
+        else learning_rate,
+        loss_weights=None if loss_weights is None else dict(loss_weights),
+        jit_compile=jit_compile,
+    )
+    return model
+
+
+def count_params(model: keras.Model) -> dict:
+    """``{"trainable", "non_trainable", "total"}`` parameter counts of a model. Lab 03."""
+    trainable = int(sum(np.prod(weight.shape) for weight in model.trainable_weights))
+    non_trainable = int(sum(np.prod(weight.shape) for weight in model.non_trainable_weights))
+    return {"trainable": trainable, "non_trainable": non_trainable,
+            "total": trainable + non_trainable}
