@@ -82,32 +82,18 @@ def _cmd_data_verify(args) -> int:
     return 0 if ok else 1
 
 
-def _describe(result) -> str:
-    """Where a synthetic-data call wrote: a path, or the common folder of a table's paths."""
-    if isinstance(result, (str, Path)):
-        return str(result)
-    if hasattr(result, "columns") and "path" in getattr(result, "columns", ()):
-        import os
-
-        paths = list(result["path"])
-        root = os.path.commonpath(paths) if paths else "(no images)"
-        return f"{root} ({len(paths)} images)"
-    return repr(result)
-
-
 def _cmd_data_synth(args) -> int:
     from faceattr_lab.datasets import synthetic
 
     if args.out:
-        result = synthetic.make_synthetic(Path(args.out).expanduser(), args.layout, args.n,
-                                          seed=args.seed, image_size=args.image_size)
-        written = result if isinstance(result, (str, Path)) else args.out
-    else:
-        result = synthetic.synthetic_dataset(layout=args.layout, n=args.n, seed=args.seed,
-                                             image_size=args.image_size)
-        written = result
-    print(f"wrote a synthetic {args.layout}-layout set of {args.n} images "
-          f"({args.image_size} px, seed {args.seed}) to {_describe(written)}")
+        written = synthetic.make_synthetic(Path(args.out).expanduser(), args.layout, args.n,
+                                           seed=args.seed, image_size=args.image_size)
+    else:  # the kit's cache: reused when the same arguments were used before
+        written = synthetic.synthetic_dataset(layout=args.layout, n=args.n, seed=args.seed,
+                                              image_size=args.image_size)
+    print(f"synthetic {args.layout}-layout set of {args.n} images ({args.image_size} px, "
+          f"seed {args.seed}) at {written}")
+    print(f"load it with fl.datasets.load_{args.layout}({str(written)!r})")
     return 0
 
 
@@ -246,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         return stop.code if isinstance(stop.code, int) else 2
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, FileExistsError) as error:
         print(f"faceattr-lab: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
