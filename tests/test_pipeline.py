@@ -1,0 +1,196 @@
+"""Splits, the tf.data pipeline and class weights on hand-made tables and tiny images."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+pipeline = pytest.importorskip("faceattr_lab.pipeline")
+from faceattr_lab import labels as L  # noqa: E402
+
+
+# -- splits ----------------------------------------------------------------------------------
+def people(n=600, seed=0, subjects=None):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({
+        "path": [f"/img/{i}.jpg" for i in range(n)],
+        "gender": pd.array(rng.choice([0, 1], n, p=[0.7, 0.3]), dtype="Int64"),
+        "race": pd.array(rng.choice(["White", "Black", "Asian"], n, p=[0.6, 0.3, 0.1]),
+                         dtype="string"),
+    })
+    if subjects:
+        df["user_id"] = [f"u{i % subjects}" for i in range(n)]
+    return df
+
+
+def assert_partition(df, parts):
+    paths = [set(parts[k]["path"]) for k in pipeline.SPLITS]
+    assert sum(len(p) for p in paths) == len(df)
+    assert set().union(*paths) == set(df["path"])
+    assert not (paths[0] & paths[1] or paths[0] & paths[2] or paths[1] & paths[2])
+
+
+def test_split_is_a_seeded_stratified_partition():
+    df = people()
+    parts = pipeline.split(df, seed=3, stratify=["gender", "race"])
+    assert_partition(df, parts)
+    assert [len(parts[k]) for k in pipeline.SPLITS] == [420, 90, 90]
+    share = df.groupby(["gender", "race"]).size() / len(df)
+    for name in pipeline.SPLITS:
+        part_share = parts[name].groupby(["gender", "race"]).size() / len(parts[name])
+        np.testing.assert_allclose(part_share.reindex(share.index).to_numpy(), share, atol=0.02)
+    again = pipeline.split(df, seed=3, stratify=["gender", "race"])
+    other = pipeline.split(df, seed=4, stratify=["gender", "race"])
+    assert again["test"]["path"].tolist() == parts["test"]["path"].tolist()
+    assert other["test"]["path"].tolist() != parts["test"]["path"].tolist()
+    assert parts["train"].attrs["split"] == "train"
+
+
+def test_split_with_groups_is_subject_exclusive():
+    df = people(n=600, subjects=60)
+    parts = pipeline.split(df, seed=0, groups="user_id")
+    assert_partition(df, parts)
+    users = [set(parts[k]["user_id"]) for k in pipeline.SPLITS]
+    assert not (users[0] & users[1] or users[0] & users[2] or users[1] & users[2])
+    assert 0.08 < len(parts["test"]) / len(df) < 0.25
+    plain = pipeline.split(df, seed=0, groups="user_id", stratify=None)
+    assert_partition(df, plain)
+
+
+def test_fairface_official_val_becomes_test():
+    df = people(n=200)
+    df["split"] = ["val" if i % 4 == 0 else "train" for i in range(200)]
+    df.attrs["dataset"] = "fairface"
+    parts = pipeline.split(df, seed=0, val_fraction=0.2)
+    assert_partition(df, parts)
+    assert set(parts["test"]["path"]) == set(df.loc[df["split"] == "val", "path"])
+    assert (parts["val"]["split"] == "train").all() and len(parts["val"]) == 30
+    assert "TEST" in parts["test"].attrs["split_note"]
+
+
+def test_split_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="below 1"):
+        pipeline.split(people(50), val_fraction=0.5, test_fraction=0.5)
+    with pytest.raises(ValueError, match="Cannot stratify"):
+        pipeline.split(people(50), stratify="age")
+
+
+def test_adience_folds():
+    df = pd.DataFrame({"path": [f"/a/{i}.jpg" for i in range(10)],
+                       "fold": [0, 0, 1, 1, 2, 2, 3, 3, 4, 4],
+                       "user_id": [f"u{i // 2}" for i in range(10)]})
+    parts = pipeline.adience_folds(df, test_fold=2, val_fold=3)
+    assert_partition(df, parts)
+    assert parts["test"]["fold"].tolist() == [2, 2] and parts["val"]["fold"].tolist() == [3, 3]
+    assert len(pipeline.adience_folds(df, 0)["val"]) == 0
+    df.loc[0, "user_id"] = "u4"  # u4 now spans folds 0 and 2
+    with pytest.raises(ValueError, match="subject-exclusive"):
+        pipeline.adience_folds(df, 1)
+
+
+# -- images ----------------------------------------------------------------------------------
+@pytest.fixture
+def images(tmp_path):
+    """Eight 24x30 images of known flat colours; #1 grayscale JPEG, #2 a PNG named .jpg."""
+    rows = []
+    for i in range(8):
+        colour = (30 * i, 200 - 20 * i, 100)
+        path = tmp_path / f"{i}.jpg"
+        if i == 1:
+            Image.new("L", (30, 24), 90).save(path, format="JPEG")
+            colour = (90, 90, 90)
+        elif i == 2:
+            Image.new("RGBA", (30, 24), (*colour, 255)).save(path, format="PNG")
+        else:
+            Image.new("RGB", (30, 24), colour).save(path, format="JPEG", quality=95)
+        rows.append({"path": str(path), "gender": i % 2, "age": 18 + 3 * i, "colour": colour})
+    df = pd.DataFrame(rows)
+    df["gender"] = df["gender"].astype("Int64")
+    df["age"] = df["age"].astype("Int64")
+    return df
+
+
+def test_dataset_images_and_labels(images):
+    ds = pipeline.make_dataset(images, ["gender", "age_fairface9"], 16, batch_size=3)
+    x, y = pipeline.to_numpy(ds)
+    assert x.shape == (8, 16, 16, 3) and x.dtype == np.float32
+    assert x.min() >= 0 and x.max() <= 255
+    # flat colours survive decoding and resizing to within JPEG error, in file order
+    np.testing.assert_allclose(x.mean(axis=(1, 2)), np.array(images["colour"].tolist()), atol=4)
+    assert y["gender"].tolist() == [0, 1, 0, 1, 0, 1, 0, 1]
+    # ages 18, 21, ..., 39 -> 10-19, 20-29 x3, 30-39 x4 (indices 2, 3, 4)
+    assert y["age"].tolist() == [2, 3, 3, 3, 4, 4, 4, 4]
+    batches = [b[0].shape[0] for b in ds]
+    assert batches == [3, 3, 2]
+
+
+def test_grayscale_and_png_named_jpg_load_as_rgb(images):
+    x = pipeline.load_images(images["path"][1:3], (12, 20))
+    assert x.shape == (2, 12, 20, 3)
+    np.testing.assert_allclose(x[0], 90, atol=2)  # gray replicated into three channels
+    np.testing.assert_allclose(x[1].mean(axis=(0, 1)), images["colour"][2], atol=1)
+
+
+def test_training_shuffle_is_seeded(images):
+    colours = np.array(images["colour"].tolist(), dtype=np.float32)
+
+    def order(seed, cache=False):
+        ds = pipeline.make_dataset(images, "gender", 8, batch_size=8, training=True,
+                                   shuffle_seed=seed, cache=cache)
+        pixels = next(iter(ds))[0].numpy()[:, 0, 0, :]  # each image has its own flat colour
+        distance = np.abs(pixels[:, None, :] - colours[None]).sum(axis=-1)
+        return distance.argmin(axis=1).tolist()
+
+    first = order(1)
+    assert sorted(first) == list(range(8)) and first != list(range(8))
+    assert order(1) == first
+    assert order(2) != first
+    assert order(1, cache=True) == order(1, cache=True)
+
+
+def test_augmentation_runs_on_batches_and_stays_in_range(images):
+    ds = pipeline.make_dataset(images, "gender", 16, batch_size=4, training=True, augment=True,
+                               drop_remainder=True)
+    x, y = pipeline.to_numpy(ds)
+    assert x.shape == (8, 16, 16, 3) and x.min() >= 0 and x.max() <= 255
+    assert sorted(y["gender"].tolist()) == [0, 0, 0, 0, 1, 1, 1, 1]
+    with pytest.raises(ValueError, match="training=True"):
+        pipeline.make_dataset(images, "gender", 16, augment=True)
+    layer_names = [layer.__class__.__name__ for layer in pipeline.augmentation().layers]
+    assert "RandomFlip" in layer_names and "RandomBrightness" in layer_names
+
+
+def test_dataset_refuses_rows_a_scheme_cannot_encode(images):
+    bad = images.assign(gender=pd.array([0, pd.NA] * 4, dtype="Int64"))
+    with pytest.raises(ValueError, match="select"):
+        pipeline.make_dataset(bad, "gender", 16)
+
+
+def test_sample_weights_in_dataset(images):
+    df = images.iloc[:6]  # genders 0, 1, 0, 1, 0, 1 and ages all < 40
+    ds = pipeline.make_dataset(df, ["gender", "age_years"], 8, batch_size=6, sample_weights=True)
+    _, y, w = next(iter(ds))
+    np.testing.assert_allclose(w["gender"].numpy(), 1.0)
+    np.testing.assert_allclose(w["age"].numpy(), 1.0)
+    weights = pipeline.sample_weights(df.iloc[:4].assign(gender=pd.array([0, 0, 0, 1],
+                                                                         dtype="Int64")),
+                                      ["gender"])
+    np.testing.assert_allclose(weights["gender"], [4 / 6, 4 / 6, 4 / 6, 2.0])
+
+
+# -- class weights ---------------------------------------------------------------------------
+def test_class_weights_match_the_balanced_formula():
+    y = np.array([0] * 50 + [1] * 30 + [2] * 15 + [4] * 5)
+    classes, counts = np.unique(y, return_counts=True)
+    expected = len(y) / (len(classes) * counts)  # n / (k * count)
+    got = pipeline.class_weights(y)
+    assert list(got) == [0, 1, 2, 4]
+    np.testing.assert_allclose(list(got.values()), expected)
+    with pytest.raises(ValueError, match="int class indices"):
+        pipeline.class_weights(np.array([0.5, 1.0]))
+
+
+def test_labels_come_from_the_schemes(images):
+    df = images.assign(race=pd.array(["East Asian", "White"] * 4, dtype="string"))
+    _, y = pipeline.to_numpy(pipeline.make_dataset(df, [L.get("race_fairface4")], 8))
+    assert y["race"].tolist() == [2, 0] * 4
