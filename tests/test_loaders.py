@@ -431,3 +431,21 @@ def test_load_by_name_finds_layout_one_level_down(tmp_path, monkeypatch):
         load("afad")
     with pytest.raises(ValueError, match="dataset must be one of"):
         load("imdb")
+
+
+@pytest.mark.parametrize("layout", ["utkface", "fairface", "afad", "adience"])
+def test_load_synthetic_reads_the_generated_layout(tmp_path, monkeypatch, layout):
+    import json
+
+    monkeypatch.setenv("FACEATTR_LAB_DATA", str(tmp_path))
+    df, line = load_quietly(load, "synthetic", layout=layout, n=40, image_size=32, seed=1)
+    assert df.attrs["dataset"] == "synthetic" and df.attrs["layout"] == layout
+    assert line.startswith(f"synthetic ({layout} layout): loaded {len(df)} images")
+    assert tuple(df.columns[:5]) == CORE_COLUMNS
+    manifest = json.loads(next(tmp_path.rglob("synthetic_manifest.json")).read_text())
+    # the generator's own record of what it wrote and which of its defects make a row unusable
+    unusable = {d["file"] for d in manifest["defect_list"] if not d["usable"]}
+    files = [f["file"] for f in manifest["files"]]
+    if layout == "fairface":  # the default split is train
+        files = [f for f in files if f.startswith("train/")]
+    assert len(df) == len([f for f in files if f not in unusable])

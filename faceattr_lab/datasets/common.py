@@ -302,6 +302,8 @@ def load(name: str, root: str | Path | None = None, **kwargs) -> pd.DataFrame:
 
 def _load_synthetic(layout: str = "utkface", n: int = 3000, image_size: int = 64, seed: int = 0,
                     root: str | Path | None = None, **kwargs) -> pd.DataFrame:
+    import inspect
+
     if layout not in REAL_DATASETS:
         raise ValueError(f"layout must be one of {REAL_DATASETS}, got {layout!r}.")
     if root is not None:
@@ -309,10 +311,23 @@ def _load_synthetic(layout: str = "utkface", n: int = 3000, image_size: int = 64
                          "under the data folder) or load the real layout with load(layout, root).")
     from faceattr_lab.datasets.synthetic import synthetic_dataset
 
-    path = synthetic_dataset(layout=layout, n=n, image_size=image_size, seed=seed)
-    df = _loader(layout)(path, **kwargs)
+    # keyword arguments the generator takes (e.g. label_noise) go to it, the rest to the loader
+    generator_keys = set(inspect.signature(synthetic_dataset).parameters)
+    generator_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in generator_keys}
+    path = synthetic_dataset(layout=layout, n=n, image_size=image_size, seed=seed,
+                             **generator_kwargs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DatasetWarning)
+        df = _loader(layout)(path, **kwargs)
     df.attrs["dataset"] = "synthetic"
     df.attrs["layout"] = layout
+    for warning in caught:
+        if issubclass(warning.category, DatasetWarning):
+            warnings.warn(summary(df).replace("synthetic:", f"synthetic ({layout} layout):", 1),
+                          DatasetWarning, stacklevel=3)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
     return df
 
 
