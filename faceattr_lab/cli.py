@@ -41,15 +41,22 @@ def _parse_value(text: str):
 # ---- data ---------------------------------------------------------------------------------
 
 def _cmd_data_download(args) -> int:
+    import urllib.error
+
     from faceattr_lab.datasets import download as dl
 
     try:
         path = dl.download(args.name, dest=args.dest)
-    except dl.ManualDownloadRequired as error:
+    except (dl.ManualDownloadRequired, ConnectionError) as error:
         print(f"faceattr-lab: {error}", file=sys.stderr)
         return 1
-    except ConnectionError as error:
-        print(f"faceattr-lab: {error}", file=sys.stderr)
+    except urllib.error.HTTPError as error:
+        print(f"faceattr-lab: {error.url} answered HTTP {error.code} ({error.reason}); the file "
+              f"may have moved: check {dl.REGISTRY[args.name].homepage}", file=sys.stderr)
+        return 1
+    except urllib.error.URLError as error:
+        print(f"faceattr-lab: could not connect ({error.reason}); check the network and run "
+              "the same command again to resume", file=sys.stderr)
         return 1
     print(path)
     return 0

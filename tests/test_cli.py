@@ -149,6 +149,15 @@ def test_download_hash_mismatch_is_one_line_exit_2(file_server, tmp_path, monkey
     assert not list((tmp_path / "afad").glob("AFAD-Full.tar.gz*"))
 
 
+def test_download_missing_file_is_one_line_exit_1(file_server, tmp_path, monkeypatch, capsys):
+    served, url = file_server
+    archive = dl.Archive(filename="AFAD-Full.tar.gz", url=url + "gone.tar.gz")
+    monkeypatch.setitem(dl.REGISTRY, "afad", replace(dl.REGISTRY["afad"], archives=(archive,)))
+    assert cli.main(["data", "download", "afad", "--dest", str(tmp_path / "afad")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "HTTP 404" in err and "afad-dataset.github.io" in err
+
+
 def test_download_of_drive_dataset_prints_manual_steps(tmp_path, capsys):
     assert cli.main(["data", "download", "fairface", "--dest", str(tmp_path / "ff")]) == 1
     captured = capsys.readouterr()
