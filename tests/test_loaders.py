@@ -86,7 +86,8 @@ UTK_ALIGNED_BAD = {
     "55_0_0_20170116232725357jpg.chip.jpg": "malformed file name: missing dot before jpg.chip.jpg",
     "117_0_0_20170116232725357.jpg.chip.jpg": "malformed file name: age '117' is not 0..116",
     "30_0_5_20170116232725357.jpg.chip.jpg": "malformed file name: race code '5' is not 0..4",
-    "30_0_1_2017011623.jpg.chip.jpg": "malformed file name: date&time '2017011623' is not 17 digits",
+    "30_0_1_2017011623.jpg.chip.jpg":
+        "malformed file name: date&time '2017011623' is not 17 digits",
     "30_0_1_20170116232725357.jpg": "malformed file name: does not end in .jpg.chip.jpg",
 }
 
@@ -297,8 +298,8 @@ ADIENCE_OWN = {"fold": "Int64", "user_id": "string", "face_id": "string",
 def adience_expected(variant: str, groups: dict[str, str]):
     """Rows and exclusions for the fixture when ``groups`` maps the loadable age cells."""
     rows, excluded = {}, {}
-    reasons = {"None": "age missing ('None')", "35": "age is a bare number, not one of the 8 groups",
-               "13": "age is a bare number, not one of the 8 groups"}
+    bare = "age is a bare number, not one of the 8 groups"
+    reasons = {"None": "age missing ('None')", "35": bare, "13": bare}
     for fold, user, image, face, age, gender, on_disk in ADIENCE_ROWS:
         file = adience_image(variant, user, image, face)
         if age not in groups:

@@ -84,7 +84,7 @@ class Exclusions:
 
 
 def non_image_reason(path: Path) -> str:
-    """Why a folder entry is not loaded: Thumbs.db, a folder, a hidden file or not an image."""
+    """Why a folder entry is not loaded: Thumbs.db, folder, hidden file, not an image. Lab 01."""
     if path.name.lower() == "thumbs.db":
         return "Thumbs.db (Windows thumbnail cache)"
     if path.is_dir():
@@ -95,12 +95,12 @@ def non_image_reason(path: Path) -> str:
 
 
 def is_image_name(name: str) -> bool:
-    """True for a file name with an image suffix (``.jpg``, ``.jpeg``, ``.png``)."""
+    """True for a file name with an image suffix (``.jpg``, ``.jpeg``, ``.png``). Lab 01."""
     return Path(name).suffix.lower() in IMAGE_SUFFIXES and not name.startswith(".")
 
 
 def layout_error(dataset: str, root: Path, expected: str) -> ValueError:
-    """The ValueError for a missing root or a folder that does not hold the expected layout."""
+    """The ValueError for a missing root or a folder without the expected layout. Lab 01."""
     if not root.exists():
         problem = f"{dataset}: the folder {root} does not exist."
     else:
@@ -114,7 +114,7 @@ def find_root(root: str | Path, dataset: str, is_layout: Callable[[Path], bool],
     """``root`` itself if it holds the layout, else the one sub-folder of it that does.
 
     Raises ValueError naming the expected layout when neither is found, or naming the
-    candidates when several sub-folders hold it (pass one of them as ``root``).
+    candidates when several sub-folders hold it (pass one of them as ``root``). Lab 01.
     """
     root = Path(root).expanduser().resolve()
     if root.is_dir():
@@ -135,7 +135,7 @@ def build_table(dataset: str, root: Path, records: list[dict], own_columns: dict
     """The dataset table from per-image records: core columns, own columns, attrs, summary.
 
     ``own_columns`` maps each dataset-specific column to its dtype. With ``verify=True`` every
-    image is opened (:func:`verify_images`) before the one-line summary is warned.
+    image is opened (:func:`verify_images`) before the one-line summary is warned. Lab 01.
     """
     dtypes = {**CORE_DTYPES, **own_columns}
     columns = {name: pd.Series([r.get(name) for r in records], dtype=object)
