@@ -41,7 +41,7 @@ TIDY_COLUMNS = ("run", "task", "metric", "value")
 BREAKDOWN_COLUMNS = ("run", "task", "by", "group", "metric", "value", "n")
 
 # The dataset-table contract codes gender as Int64 0 male / 1 female: name the groups.
-_GROUP_NAMES = {"gender": {0: "male", 1: "female"}}
+GROUP_NAMES = {"gender": {0: "male", 1: "female"}}
 _MISSING_GROUP = "unknown"
 
 
@@ -446,7 +446,7 @@ def _group_column(predictions: pd.DataFrame, attribute: str, schemes) -> pd.Seri
         raise ValueError(f"cannot break down by {attribute!r}: no such column. Pass "
                          f"metadata=test_df[[{attribute!r}]] to predict(), or predict the "
                          f"{attribute!r} task.")
-    names = _GROUP_NAMES.get(attribute, {})
+    names = GROUP_NAMES.get(attribute, {})
     return values.map(lambda v: _MISSING_GROUP if _isna(v) else str(names.get(v, v)))
 
 
@@ -609,6 +609,6 @@ def _format_mean_std(mean: float, std: float, digits: int) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-__all__ = ["KINDS", "TIDY_COLUMNS", "BREAKDOWN_COLUMNS", "classification_metrics",
+__all__ = ["KINDS", "TIDY_COLUMNS", "BREAKDOWN_COLUMNS", "GROUP_NAMES", "classification_metrics",
            "one_off_accuracy", "regression_metrics", "majority_baseline", "predict", "evaluate",
            "breakdown", "confusion", "compare", "summarize", "wide"]

@@ -1,0 +1,536 @@
+"""Figures for the labs: training curves, confusion matrices, per-group bars, errors. Lab 00.
+
+Every function builds a matplotlib Figure with labelled axes and a title and *returns* it
+without showing it (no ``plt.show()``; the figure is closed in pyplot so loops do not pile up
+open figures). In a notebook, end the cell with the call (or the figure) to display it once;
+``save(fig, path)`` writes a PNG. Tables come from ``faceattr_lab.evaluate``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import MaxNLocator
+
+DPI = 120
+RIGHT_COLOR = "tab:green"
+WRONG_COLOR = "tab:red"
+_MISSING = "<NA>"
+_MAX_ANNOTATED_CLASSES = 12
+
+
+def _figure(nrows: int = 1, ncols: int = 1, **kwargs):
+    """``plt.subplots`` whose figure is released from pyplot: returned, never auto-shown."""
+    fig, axes = plt.subplots(nrows, ncols, **kwargs)
+    plt.close(fig)
+    return fig, axes
+
+
+def save(fig, path: str | Path) -> Path:
+    """Save ``fig`` as a PNG at 120 dpi (folders created); returns the path. Lab 00.
+
+    A path without a suffix gets ``.png``. Put figures in the run's output folder, e.g.
+    ``fl.plots.save(fig, settings.output_dir / "confusion.png")``.
+    """
+    path = Path(path)
+    if path.suffix == "":
+        path = path.with_suffix(".png")
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"save writes PNG files; give a path ending in .png, got {path.name!r}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight", format="png")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+def training_curves(history, metrics: Sequence[str] | None = None, title: str = "Training curves"):
+    """Train vs validation curves, one panel per metric. Lab 00.
+
+    ``history`` is a Keras ``History`` (what ``fit`` returns), its ``.history`` dict, or the
+    CSVLogger table (``pd.read_csv(".../history.csv")``). ``metrics`` defaults to every logged
+    metric except the learning rate; ``val_<metric>`` is drawn beside each when logged.
+    """
+    frame = _history_frame(history)
+    if metrics is None:
+        metrics = [c for c in frame.columns
+                   if not c.startswith("val_") and c not in ("epoch", "lr", "learning_rate")]
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    unknown = [m for m in metrics if m not in frame.columns]
+    if unknown or not metrics:
+        train_metrics = [c for c in frame.columns if not c.startswith("val_") and c != "epoch"]
+        raise ValueError(f"cannot plot {unknown or metrics}; the history logs {train_metrics}.")
+    epochs = frame["epoch"] + 1 if "epoch" in frame.columns else np.arange(1, len(frame) + 1)
+    ncols = min(3, len(metrics))
+    nrows = math.ceil(len(metrics) / ncols)
+    fig, axes = _figure(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics):
+        ax.plot(epochs, frame[metric], marker="o", markersize=3, label="train")
+        if f"val_{metric}" in frame.columns:
+            ax.plot(epochs, frame[f"val_{metric}"], marker="o", markersize=3, label="validation")
+        ax.set(title=metric, xlabel="epoch", ylabel=metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    for ax in axes.flat[len(metrics):]:
+        fig.delaxes(ax)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _history_frame(history) -> pd.DataFrame:
+    if isinstance(history, pd.DataFrame):
+        return history.reset_index(drop=True)
+    logs = getattr(history, "history", history)
+    if not isinstance(logs, Mapping) or not logs:
+        raise ValueError("training_curves needs a Keras History, its .history dict or the "
+                         "CSVLogger DataFrame; this one has no logged epochs.")
+    return pd.DataFrame({k: list(v) for k, v in logs.items()})
+
+
+# --------------------------------------------------------------------------------------------
+# Classification results
+# --------------------------------------------------------------------------------------------
+
+def confusion_matrix(cm_or_predictions, class_names: Sequence[str] | None = None,
+                     normalize: bool = True, title: str | None = None, scheme=None):
+    """Heatmap of a confusion matrix; cells show row fractions (or counts). Lab 01.
+
+    Takes a count matrix (array), the labelled table from ``fl.evaluate.confusion``, or a
+    ``predict`` table together with ``scheme=``. With ``normalize=True`` each row (a true
+    class) sums to 1, so the diagonal is each class's recall; rows without images stay 0.
+    Cells are annotated up to 12 classes.
+    """
+    import seaborn as sns
+
+    from faceattr_lab import evaluate
+
+    data = cm_or_predictions
+    if isinstance(data, pd.DataFrame) and scheme is not None:
+        data = evaluate.confusion(data, scheme)
+    if isinstance(data, pd.DataFrame):
+        if class_names is None:
+            class_names = [str(c) for c in data.index]
+        counts = data.to_numpy()
+    else:
+        counts = np.asarray(data)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
+        raise ValueError(f"a confusion matrix is square, got shape {counts.shape}; pass "
+                         "fl.evaluate.confusion(predictions, scheme) or predictions with scheme=.")
+    k = counts.shape[0]
+    class_names = [str(c) for c in (class_names if class_names is not None else range(k))]
+    if len(class_names) != k:
+        raise ValueError(f"{len(class_names)} class names for a {k} x {k} matrix; give one per "
+                         "class, in index order.")
+    if normalize:
+        totals = counts.sum(axis=1, keepdims=True)
+        values = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+        text = np.vectorize(lambda v: f"{v:.2f}")(values)
+    else:
+        values = counts
+        text = np.vectorize(lambda v: f"{int(v)}")(values)
+    size = max(4.0, 0.55 * k + 2.5)
+    fig, ax = _figure(figsize=(size + 1, size))
+    sns.heatmap(values, annot=text if k <= _MAX_ANNOTATED_CLASSES else False, fmt="",
+                cmap="Blues", vmin=0, vmax=1 if normalize else None, square=True,
+                xticklabels=class_names, yticklabels=class_names, linewidths=0.5,
+                cbar_kws={"label": "fraction of true class" if normalize else "images"}, ax=ax)
+    ax.set(xlabel="predicted", ylabel="true",
+           title=title or ("Confusion matrix (rows sum to 1)" if normalize
+                           else "Confusion matrix (counts)"))
+    ax.tick_params(axis="x", labelrotation=45 if max(map(len, class_names)) > 5 else 0)
+    ax.tick_params(axis="y", labelrotation=0)
+    fig.tight_layout()
+    return fig
+
+
+def group_bars(breakdown_table: pd.DataFrame, metric: str = "accuracy", by: str = "race",
+               task: str | None = None, title: str | None = None):
+    """Per-group bars of one metric from ``fl.evaluate.breakdown``, with group sizes. Lab 01.
+
+    One bar per group (and per task or run when the table holds several); ``n=`` above each
+    bar is the group's number of images, so a small group's shaky number is visible.
+    """
+    table = breakdown_table
+    needed = {"by", "group", "metric", "value", "n", "task"}
+    if not needed <= set(table.columns):
+        raise ValueError(f"group_bars needs a fl.evaluate.breakdown table (columns {sorted(needed)}),"
+                         f" got {list(table.columns)}.")
+    rows = table[(table["by"] == by) & (table["metric"] == metric)]
+    if task is not None:
+        rows = rows[rows["task"] == task]
+    if rows.empty:
+        raise ValueError(f"no rows for metric={metric!r}, by={by!r}"
+                         f"{'' if task is None else f', task={task!r}'}; the table has metrics "
+                         f"{sorted(table['metric'].unique())} by {sorted(table['by'].unique())}.")
+    keys = [c for c in ("run", "task") if c in rows.columns and rows[c].nunique() > 1]
+    series = rows[keys].astype(str).agg(" · ".join, axis=1) if keys else pd.Series(
+        rows["task"].iloc[0], index=rows.index)
+    frame = rows.assign(_series=series)
+    groups = list(dict.fromkeys(frame["group"]))
+    names = list(dict.fromkeys(frame["_series"]))
+    fig, ax = _figure(figsize=(max(5.0, 0.9 * len(groups) * max(1, len(names)) + 2), 4))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        part = frame[frame["_series"] == name].set_index("group").reindex(groups)
+        x = np.arange(len(groups)) + (i - (len(names) - 1) / 2) * width
+        bars = ax.bar(x, part["value"], width, label=name)
+        ax.bar_label(bars, labels=[f"{v:.2f}\nn={int(n)}" if pd.notna(n) else ""
+                                   for v, n in zip(part["value"], part["n"])],
+                     fontsize=7, padding=2)
+    ax.set_xticks(np.arange(len(groups)), groups)
+    top = frame["value"].max()
+    ax.set_ylim(0, 1.15 if top <= 1 else top * 1.2)
+    subject = task if task is not None else ", ".join(dict.fromkeys(frame["task"]))
+    ax.set(xlabel=by, ylabel=metric, title=title or f"{subject} {metric} by {by}")
+    if len(names) > 1:
+        ax.legend(fontsize="small")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def compare_runs(table: pd.DataFrame, metric: str, x: str = "run", hue: str | None = "task",
+                 title: str | None = None):
+    """Bars of one metric across runs, with std error bars over repeats. Lab 02.
+
+    Takes a tidy table (``evaluate``/``compare``: several rows per ``x`` and ``hue`` are
+    averaged and their std drawn) or a ``summarize`` result (its ``mean`` and ``std``).
+    Every table that compares runs in a lab gets this plot beside it.
+    """
+    if "metric" not in table.columns or metric not in set(table["metric"]):
+        have = sorted(table["metric"].unique()) if "metric" in table.columns else []
+        raise ValueError(f"no rows for metric={metric!r}; the table has {have}.")
+    rows = table[table["metric"] == metric]
+    keys = [x] + ([hue] if hue is not None and hue in rows.columns else [])
+    missing = [k for k in keys if k not in rows.columns]
+    if missing:
+        raise ValueError(f"table has no column {missing}; it has {list(rows.columns)}.")
+    if "mean" in rows.columns:
+        stats = rows[keys + ["mean", "std"]].copy()
+        if stats.duplicated(subset=keys).any():
+            raise ValueError(f"several summary rows share the same {keys}; filter the table.")
+    else:
+        stats = rows.groupby(keys, sort=False)["value"].agg(["mean", "std"]).reset_index()
+    xs = list(dict.fromkeys(stats[x]))
+    hues = list(dict.fromkeys(stats[hue])) if len(keys) == 2 else [None]
+    fig, ax = _figure(figsize=(max(5.0, 0.8 * len(xs) * len(hues) + 2), 4))
+    width = 0.8 / len(hues)
+    for i, h in enumerate(hues):
+        part = stats if h is None else stats[stats[hue] == h]
+        part = part.set_index(x).reindex(xs)
+        positions = np.arange(len(xs)) + (i - (len(hues) - 1) / 2) * width
+        bars = ax.bar(positions, part["mean"], width, yerr=part["std"].fillna(0), capsize=4,
+                      label=None if h is None else str(h))
+        ax.bar_label(bars, labels=[f"{v:.3g}" if pd.notna(v) else "" for v in part["mean"]],
+                     fontsize=7, padding=2, label_type="center")
+    ax.set_xticks(np.arange(len(xs)), [str(v) for v in xs])
+    if max(len(str(v)) for v in xs) > 10:
+        ax.tick_params(axis="x", labelrotation=30)
+    ax.set(xlabel=x, ylabel=metric, title=title or f"{metric} by {x} (error bars: std)")
+    if hues != [None]:
+        ax.legend(title=hue, fontsize="small")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Age and features
+# --------------------------------------------------------------------------------------------
+
+def age_error(predictions, output: str = "age", bin_width: int = 10, title: str | None = None):
+    """Mean absolute age error per true-age bin, with std bars and bin sizes. Lab 02.
+
+    ``predictions`` is a ``predict`` table with years (regression, or ordinal with
+    ``<o>_true_years``), or a dict ``{run name: table}`` to compare runs (e.g. MSE regression
+    vs CORAL). Bins are left-closed: age 20 falls in 20-29.
+    """
+    runs = dict(predictions) if isinstance(predictions, Mapping) else {"": predictions}
+    if not runs:
+        raise ValueError("age_error needs a predictions table or a dict of them.")
+    errors = {name: _age_errors(table, output) for name, table in runs.items()}
+    all_true = np.concatenate([t for t, _ in errors.values()])
+    lo = math.floor(all_true.min() / bin_width) * bin_width
+    hi = (math.floor(all_true.max() / bin_width) + 1) * bin_width
+    edges = np.arange(lo, hi + 1, bin_width)
+    labels = [f"{int(a)}-{int(b) - 1}" for a, b in zip(edges[:-1], edges[1:])]
+    fig, ax = _figure(figsize=(max(6.0, 0.6 * len(labels) + 2), 4))
+    sizes = []
+    for i, (name, (true, abs_error)) in enumerate(errors.items()):
+        bins = pd.cut(true, edges, right=False, labels=labels)
+        stats = (pd.DataFrame({"bin": bins, "error": abs_error})
+                 .groupby("bin", observed=False)["error"].agg(["mean", "std", "count"]))
+        sizes.append(tuple(stats["count"]))
+        offset = (i - (len(errors) - 1) / 2) * 0.12
+        x = np.arange(len(labels)) + offset
+        if len(errors) == 1:
+            position = np.asarray(bins.codes)
+            jitter = np.random.default_rng(0).uniform(-0.2, 0.2, len(true))
+            ax.scatter(position + jitter, abs_error, s=6, alpha=0.25, color="tab:gray",
+                       label="images")
+        ax.errorbar(x, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=4,
+                    label=f"{name} mean ± std".strip())
+    ticks = labels if len(set(sizes)) > 1 else [f"{b}\nn={n}" for b, n in zip(labels, sizes[0])]
+    ax.set_xticks(np.arange(len(labels)), ticks, fontsize=8)
+    ax.set(xlabel=f"true {output} (years)", ylabel="absolute error (years)",
+           title=title or f"{output.capitalize()} error by true {output}")
+    ax.set_ylim(bottom=0)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def _age_errors(table: pd.DataFrame, output: str):
+    for true_col, pred_col in ((f"{output}_true_years", f"{output}_pred_years"),
+                               (f"{output}_true", f"{output}_pred")):
+        if true_col in table.columns and pred_col in table.columns:
+            break
+    else:
+        raise ValueError(f"predictions have no {output}_true/{output}_pred columns; make them "
+                         "with fl.evaluate.predict.")
+    if f"{output}_true_name" in table.columns:
+        raise ValueError(f"{output!r} is a classification task (groups, not years); use "
+                         "confusion_matrix or group_bars instead.")
+    true = table[true_col].to_numpy(dtype=float, na_value=np.nan)
+    pred = table[pred_col].to_numpy(dtype=float, na_value=np.nan)
+    known = ~np.isnan(true) & ~np.isnan(pred)
+    if not known.any():
+        raise ValueError(f"no image has both a true and a predicted {output}.")
+    return true[known], np.abs(pred[known] - true[known])
+
+
+def embedding(features, labels, method: str = "pca", class_names: Sequence[str] | None = None,
+              title: str | None = None, seed: int = 0):
+    """2-D scatter of feature vectors (PCA or t-SNE, scikit-learn) coloured by label. Lab 05.
+
+    ``features`` is (N, D), e.g. an encoder's outputs; ``labels`` N class indices or names.
+    t-SNE is slow beyond a few thousand points; PCA is linear and instant.
+    """
+    features = np.asarray(features, dtype=float).reshape(len(features), -1)
+    labels = np.asarray(labels)
+    if len(labels) != len(features):
+        raise ValueError(f"{len(features)} feature rows but {len(labels)} labels; give one label "
+                         "per row.")
+    if len(features) < 3:
+        raise ValueError("embedding needs at least 3 points.")
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        pca = PCA(n_components=2, random_state=seed)
+        points = pca.fit_transform(features)
+        ratio = pca.explained_variance_ratio_
+        axis_names = [f"PC {i + 1} ({ratio[i]:.0%} of variance)" for i in range(2)]
+    elif method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30.0, max(2.0, (len(features) - 1) / 3)))
+        points = TSNE(n_components=2, perplexity=perplexity, init="pca",
+                      random_state=seed).fit_transform(features)
+        axis_names = ["t-SNE 1", "t-SNE 2"]
+    else:
+        raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}.")
+    fig, ax = _figure(figsize=(6, 5))
+    for value in pd.unique(labels):
+        mask = labels == value
+        name = _label_name(value, class_names)
+        ax.scatter(points[mask, 0], points[mask, 1], s=10, alpha=0.7, label=name)
+    ax.set(xlabel=axis_names[0], ylabel=axis_names[1],
+           title=title or f"Feature embedding ({'PCA' if method == 'pca' else 't-SNE'})")
+    ax.legend(fontsize="small", markerscale=2, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------
+
+def image_grid(images_or_paths, titles: Sequence[str] | None = None, true=None, pred=None,
+               class_names: Sequence[str] | None = None, ncols: int = 8,
+               title: str = "Images", max_images: int = 64):
+    """A grid of faces with titles; predicted vs true in green (right) or red (wrong). Lab 00.
+
+    ``images_or_paths`` is an array (N, H, W, 3) in [0, 255] (a pipeline batch), a list of
+    arrays, or image file paths. ``true``/``pred`` are class indices (named via
+    ``class_names``) or names. At most ``max_images`` are drawn, and the title says so.
+    """
+    images = _load_images(images_or_paths)
+    total = len(images)
+    if total == 0:
+        raise ValueError("image_grid got no images.")
+    for name, values in (("titles", titles), ("true", true), ("pred", pred)):
+        if values is not None and len(values) != total:
+            raise ValueError(f"{name} has {len(values)} entries for {total} images; give one "
+                             "per image.")
+    if ncols < 1:
+        raise ValueError(f"ncols must be a positive int, got {ncols!r}.")
+    shown = min(total, max_images)
+    ncols = min(ncols, shown)
+    nrows = math.ceil(shown / ncols)
+    lines = 1 + (titles is not None) + (true is not None) + (pred is not None)
+    fig, axes = _figure(nrows, ncols, figsize=(1.7 * ncols, (1.5 + 0.25 * lines) * nrows + 0.4),
+                        squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= shown:
+            continue
+        ax.imshow(images[i])
+        text, color = [], "black"
+        if titles is not None:
+            text.append(str(titles[i]))
+        if pred is not None:
+            text.append(f"pred: {_label_name(pred[i], class_names)}")
+        if true is not None:
+            text.append(f"true: {_label_name(true[i], class_names)}")
+        if pred is not None and true is not None:
+            right = _label_name(pred[i], class_names) == _label_name(true[i], class_names)
+            color = RIGHT_COLOR if right else WRONG_COLOR
+        if text:
+            ax.set_title("\n".join(text), fontsize=8, color=color)
+    suffix = f" (first {shown} of {total})" if shown < total else ""
+    fig.suptitle(title + suffix)
+    fig.tight_layout()
+    return fig
+
+
+def _load_images(images) -> list[np.ndarray]:
+    if hasattr(images, "numpy"):
+        images = images.numpy()
+    if isinstance(images, (str, Path)):
+        images = [images]
+    out = []
+    for item in images:
+        if isinstance(item, (str, Path)):
+            from PIL import Image
+
+            path = Path(item)
+            if not path.is_file():
+                raise ValueError(f"image file {str(path)!r} does not exist.")
+            with Image.open(path) as img:
+                item = np.asarray(img.convert("RGB"))
+        array = np.asarray(item.numpy() if hasattr(item, "numpy") else item)
+        if array.ndim == 3 and array.shape[-1] == 1:
+            array = array[..., 0]
+        if array.ndim not in (2, 3):
+            raise ValueError(f"an image must be (H, W) or (H, W, 3), got shape {array.shape}.")
+        if array.dtype != np.uint8:  # the pipeline's float32 in [0, 255]
+            array = np.clip(array, 0, 255).astype(np.uint8)
+        out.append(array)
+    return out
+
+
+def _label_name(value, class_names) -> str:
+    if class_names is not None and isinstance(value, (int, np.integer)):
+        return str(class_names[int(value)])
+    if isinstance(value, np.generic):
+        value = value.item()
+    return str(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Data analysis
+# --------------------------------------------------------------------------------------------
+
+def distribution(df: pd.DataFrame, column: str, hue: str | None = None, bins: int = 30,
+                 title: str | None = None, kind: str | None = None):
+    """Distribution of one column: a histogram for numbers, counted bars for categories. Lab 01.
+
+    ``kind`` is ``"hist"`` or ``"bars"``; by default text, boolean, gender-code and two-valued
+    columns get bars, ordered by frequency, with missing values counted as a ``<NA>`` bar
+    (gender 0/1 shows as male/female), and other numbers a histogram whose title counts the
+    missing ones. ``hue`` splits the bars or stacks the histogram by another column.
+    """
+    import seaborn as sns
+
+    _check_columns(df, [column] + ([hue] if hue else []))
+    data = df[[column] + ([hue] if hue else [])].copy()
+    if hue:
+        data[hue] = _as_category(data[hue], hue)
+    if kind is None:
+        kind = "hist" if _is_numeric(data[column], column) else "bars"
+    if kind not in ("hist", "bars"):
+        raise ValueError(f"kind must be 'hist', 'bars' or None (automatic), got {kind!r}.")
+    fig, ax = _figure(figsize=(7, 4))
+    if kind == "hist":
+        missing = int(data[column].isna().sum())
+        values = data.dropna(subset=[column]).astype({column: float})
+        sns.histplot(data=values, x=column, hue=hue, bins=bins, multiple="stack", ax=ax)
+        note = f", {missing} missing" if missing else ""
+        ax.set(xlabel=column, ylabel="images",
+               title=title or f"Distribution of {column} ({len(values)} images{note})")
+    else:
+        data[column] = _as_category(data[column], column)
+        order = list(data[column].value_counts().index)
+        sns.countplot(data=data, x=column, hue=hue, order=order, ax=ax)
+        for container in ax.containers:
+            ax.bar_label(container, fontsize=7)
+        if max(len(str(v)) for v in order) * len(order) > 60:
+            ax.tick_params(axis="x", labelrotation=45)
+        ax.set(xlabel=column, ylabel="images",
+               title=title or f"Images per {column}" + (f" and {hue}" if hue else ""))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def crosstab_heatmap(df: pd.DataFrame, row: str, col: str, normalize: bool | str = False,
+                     title: str | None = None):
+    """Heatmap of ``pd.crosstab(df[row], df[col])``: how two labels co-occur. Lab 01.
+
+    ``normalize`` is passed to ``pd.crosstab`` (``"index"``: each row sums to 1); missing
+    values are counted as ``<NA>``.
+    """
+    import seaborn as sns
+
+    _check_columns(df, [row, col])
+    table = pd.crosstab(_as_category(df[row], row), _as_category(df[col], col),
+                        normalize=normalize)
+    fractions = normalize is not False
+    fig, ax = _figure(figsize=(max(5.0, 0.8 * table.shape[1] + 3),
+                               max(3.5, 0.5 * table.shape[0] + 2)))
+    sns.heatmap(table, annot=True, fmt=".2f" if fractions else "d", cmap="Blues",
+                linewidths=0.5, ax=ax,
+                cbar_kws={"label": "fraction" if fractions else "images"})
+    ax.set(xlabel=col, ylabel=row, title=title or f"{row} x {col}")
+    ax.tick_params(axis="y", labelrotation=0)
+    fig.tight_layout()
+    return fig
+
+
+def _check_columns(df, columns):
+    if not isinstance(df, pd.DataFrame):
+        raise ValueError(f"expected a pandas DataFrame (a dataset table), got {type(df)}.")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"the table has no column(s) {missing}; it has {list(df.columns)}.")
+
+
+def _is_numeric(series: pd.Series, name: str) -> bool:
+    from faceattr_lab.evaluate import GROUP_NAMES
+
+    if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return False
+    return name not in GROUP_NAMES and series.nunique() > 2
+
+
+def _as_category(series: pd.Series, name: str) -> pd.Series:
+    """Values as display strings; gender codes named, missing values as ``<NA>``."""
+    from faceattr_lab.evaluate import GROUP_NAMES
+
+    names = GROUP_NAMES.get(name, {})
+    return series.astype(object).map(
+        lambda v: _MISSING if pd.isna(v) else str(names.get(v, v))).astype(str)
+
+
+__all__ = ["DPI", "save", "training_curves", "confusion_matrix", "group_bars", "compare_runs",
+           "age_error", "embedding", "image_grid", "distribution", "crosstab_heatmap"]

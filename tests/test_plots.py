@@ -1,0 +1,190 @@
+"""Tests for faceattr_lab.plots: every figure builds from a small hand-made input, is labelled,
+and saves as a PNG."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from matplotlib.colors import to_rgba  # noqa: E402
+from PIL import Image  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from faceattr_lab import plots  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_labelled_and_saves(fig, tmp_path, name="fig"):
+    axes = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert axes, "figure has no axes"
+    for ax in axes:
+        assert ax.get_xlabel() and ax.get_ylabel(), f"unlabelled axes in {name}"
+    assert fig.get_suptitle() or all(ax.get_title() for ax in axes), f"{name} has no title"
+    path = plots.save(fig, tmp_path / f"{name}.png")
+    assert path.is_file() and path.read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.fixture
+def breakdown_table():
+    return pd.DataFrame({
+        "run": "r", "task": "gender", "by": "race", "group": ["A", "B", "C"],
+        "metric": "accuracy", "value": [0.9, 0.75, 0.6], "n": [40, 12, 5]})
+
+
+def test_training_curves_from_history_and_csv(tmp_path):
+    logs = {"loss": [1.0, 0.7, 0.5], "val_loss": [1.1, 0.8, 0.7],
+            "gender_accuracy": [0.5, 0.6, 0.7], "val_gender_accuracy": [0.5, 0.55, 0.6],
+            "learning_rate": [1e-3] * 3}
+
+    class History:
+        history = logs
+
+    fig = plots.training_curves(History())
+    assert [ax.get_title() for ax in fig.axes] == ["loss", "gender_accuracy"]
+    train, val = fig.axes[0].get_lines()
+    np.testing.assert_allclose(train.get_xdata(), [1, 2, 3])
+    np.testing.assert_allclose(val.get_ydata(), logs["val_loss"])
+    _check_labelled_and_saves(fig, tmp_path, "history")
+    csv = pd.DataFrame(logs).assign(epoch=[0, 1, 2])
+    fig = plots.training_curves(csv, metrics=["gender_accuracy"])
+    assert len(fig.axes) == 1
+    with pytest.raises(ValueError, match="logs"):
+        plots.training_curves(csv, metrics=["age_mae"])
+
+
+def test_confusion_matrix_cell_texts(tmp_path):
+    counts = np.array([[3, 1], [0, 4]])
+    fig = plots.confusion_matrix(counts, ["male", "female"])
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["0.75", "0.25", "0.00", "1.00"]  # rows divided by 4 and 4
+    _check_labelled_and_saves(fig, tmp_path, "cm")
+    fig = plots.confusion_matrix(counts, ["male", "female"], normalize=False)
+    assert [t.get_text() for t in fig.axes[0].texts] == ["3", "1", "0", "4"]
+    labelled = pd.DataFrame(counts, index=["m", "f"], columns=["m", "f"])
+    fig = plots.confusion_matrix(labelled)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["m", "f"]
+    with pytest.raises(ValueError, match="class names"):
+        plots.confusion_matrix(counts, ["a", "b", "c"])
+
+
+def test_group_bars_show_counts(tmp_path, breakdown_table):
+    fig = plots.group_bars(breakdown_table, metric="accuracy", by="race")
+    ax = fig.axes[0]
+    assert [p.get_height() for p in ax.patches] == pytest.approx([0.9, 0.75, 0.6])
+    labels = [t.get_text() for t in ax.texts]
+    assert labels == ["0.90\nn=40", "0.75\nn=12", "0.60\nn=5"]
+    _check_labelled_and_saves(fig, tmp_path, "groups")
+    with pytest.raises(ValueError, match="no rows"):
+        plots.group_bars(breakdown_table, metric="macro_f1")
+
+
+def test_compare_runs_error_bars(tmp_path):
+    table = pd.DataFrame({
+        "run": ["a", "a", "b", "b"], "seed": [1, 2, 1, 2], "task": "gender",
+        "metric": "accuracy", "value": [0.8, 0.9, 0.6, 0.6]})
+    fig = plots.compare_runs(table, "accuracy")
+    ax = fig.axes[0]
+    assert [p.get_height() for p in ax.patches] == pytest.approx([0.85, 0.6])
+    # error bar of run a spans mean +- std (std of 0.8, 0.9 with n - 1 = 0.0707)
+    segments = ax.collections[0].get_segments()
+    assert segments[0][:, 1] == pytest.approx([0.85 - 0.0707107, 0.85 + 0.0707107])
+    _check_labelled_and_saves(fig, tmp_path, "runs")
+    summary = pd.DataFrame({"run": ["a", "b"], "task": "gender", "metric": "accuracy",
+                            "mean": [0.85, 0.6], "std": [0.07, np.nan], "n": [2, 1]})
+    fig = plots.compare_runs(summary, "accuracy")
+    assert [p.get_height() for p in fig.axes[0].patches] == pytest.approx([0.85, 0.6])
+
+
+def test_age_error_bins_are_left_closed(tmp_path):
+    predictions = pd.DataFrame({"age_true": [20.0, 25.0, 29.0, 30.0, 45.0],
+                                "age_pred": [22.0, 25.0, 33.0, 20.0, 46.0]})
+    fig = plots.age_error(predictions)
+    ax = fig.axes[0]
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == ["20-29\nn=3", "30-39\nn=1", "40-49\nn=1"]  # age 30 is in 30-39
+    means = ax.lines[0].get_ydata()
+    assert list(means) == pytest.approx([2.0, 10.0, 1.0])  # (2 + 0 + 4) / 3, 10, 1
+    _check_labelled_and_saves(fig, tmp_path, "age")
+    fig = plots.age_error({"mse": predictions, "coral": predictions.assign(age_pred=30.0)})
+    assert len(fig.axes[0].get_legend().get_texts()) == 2
+    with pytest.raises(ValueError, match="classification"):
+        plots.age_error(predictions.assign(age_true_name="20-29"))
+
+
+@pytest.mark.parametrize("method", ["pca", "tsne"])
+def test_embedding(tmp_path, method):
+    rng = np.random.default_rng(0)
+    features = np.vstack([rng.normal(0, 1, (15, 5)), rng.normal(4, 1, (15, 5))])
+    labels = np.repeat([0, 1], 15)
+    with threadpool_limits(1):  # OpenMP threads crawl on a busy 2-core machine
+        fig = plots.embedding(features, labels, method=method, class_names=["male", "female"])
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend == ["male", "female"]
+    _check_labelled_and_saves(fig, tmp_path, f"embedding_{method}")
+    with pytest.raises(ValueError, match="pca"):
+        plots.embedding(features, labels, method="umap")
+
+
+def test_image_grid_colours_right_and_wrong(tmp_path):
+    images = np.random.default_rng(0).uniform(0, 255, (3, 16, 16, 3)).astype("float32")
+    fig = plots.image_grid(images, true=[0, 1, 1], pred=[0, 0, 1],
+                           class_names=["male", "female"], ncols=2)
+    titles = [ax.title for ax in fig.axes if ax.get_title()]
+    assert [t.get_text() for t in titles] == ["pred: male\ntrue: male", "pred: male\ntrue: female",
+                                              "pred: female\ntrue: female"]
+    colours = [to_rgba(t.get_color()) for t in titles]
+    assert colours == [to_rgba(plots.RIGHT_COLOR), to_rgba(plots.WRONG_COLOR),
+                       to_rgba(plots.RIGHT_COLOR)]
+    assert fig.get_suptitle()
+    path = plots.save(fig, tmp_path / "grid")
+    assert path.suffix == ".png" and path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_image_grid_from_paths_and_limits(tmp_path):
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"face{i}.jpg")
+        Image.new("RGB", (12, 12), (40 * i, 80, 120)).save(paths[-1])
+    fig = plots.image_grid(paths, titles=["a", "b", "c"], max_images=2)
+    assert "first 2 of 3" in fig.get_suptitle()
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == ["a", "b"]
+    with pytest.raises(ValueError, match="one per image"):
+        plots.image_grid(paths, true=[0, 1])
+
+
+def test_distribution_and_crosstab(tmp_path):
+    df = pd.DataFrame({
+        "age": pd.array([1, 5, 23, 30, 30, 41, 55, 60, 70, 80, 90, None], dtype="Int64"),
+        "gender": pd.array([0, 1, 1, 0, 0, 1, 0, 1, None, 0, 0, 1], dtype="Int64"),
+        "race": ["White", "Black", "White", "Asian", "White", "Indian", "White", "Black",
+                 "White", None, "Asian", "White"],
+    })
+    fig = plots.distribution(df, "race", hue="gender")
+    _check_labelled_and_saves(fig, tmp_path, "dist_race")
+    fig = plots.distribution(df, "race")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()][0] == "White"
+    assert [p.get_height() for p in ax.patches] == [6, 2, 2, 1, 1]  # counted by hand
+    assert "<NA>" in [t.get_text() for t in ax.get_xticklabels()]  # missing race is a bar
+    fig = plots.distribution(df, "age")
+    assert "1 missing" in fig.axes[0].get_title()
+    _check_labelled_and_saves(fig, tmp_path, "dist_age")
+    fig = plots.crosstab_heatmap(df, "race", "gender")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert sum(int(t) for t in texts) == len(df)  # every row counted, missing ones included
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["<NA>", "female", "male"]
+    _check_labelled_and_saves(fig, tmp_path, "crosstab")
+    with pytest.raises(ValueError, match="no column"):
+        plots.distribution(df, "skin")
+
+
+def test_save_rejects_other_formats(tmp_path, breakdown_table):
+    fig = plots.group_bars(breakdown_table)
+    with pytest.raises(ValueError, match=".png"):
+        plots.save(fig, tmp_path / "fig.pdf")
+    assert plots.save(fig, tmp_path / "deep" / "dir" / "fig.png").is_file()
