@@ -119,20 +119,15 @@ def test_resume_false_starts_again_and_early_stopping_restores_best(tmp_path):
                         verbose=0)
     assert history.epoch == [0, 1]
 
-    class WorseEachEpoch(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            logs["val_loss"] = float(epoch)               # best at epoch 0
+    # Frozen weights (learning rate 0): val_loss never improves after epoch 0, so with
+    # patience 2 training stops after epoch 2 and the epoch-0 weights are restored.
     train_ds, val_ds, model = _fresh()
-    snapshots = []
-    snap = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: snapshots.append(model.get_weights()))
-    history = train.fit(model, train_ds, val_ds, epochs=6, early_stopping=2, verbose=0,
-                        callbacks=(WorseEachEpoch(), snap))
-    # User callbacks run after the kit's, so early stopping saw the loss of the previous
-    # epoch's override; what matters: it stopped early and restored the best epoch's weights.
-    assert len(history.epoch) < 6
-    assert any(all(np.array_equal(a, b) for a, b in zip(model.get_weights(), s))
-               for s in snapshots[:-1])
+    model.optimizer.learning_rate.assign(0.0)
+    start = model.get_weights()
+    history = train.fit(model, train_ds, val_ds, epochs=6, early_stopping=2, verbose=0)
+    assert history.epoch == [0, 1, 2]
+    for a, b in zip(start, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("kind, params, expected", [
@@ -255,7 +250,8 @@ def test_fit_supcon_phases(tmp_path, monkeypatch, views):
     assert same("classifier_before", "classifier_after")      # frozen encoder
     assert not same("finetune_before", "finetune_after")      # re-compiled: it trains now
     assert np.all(np.isfinite(result["pretrain"].history["loss"]))
-    assert "val_race_accuracy" in result["classifier"].history
+    assert any(k.startswith("val_") and k.endswith("accuracy")
+               for k in result["classifier"].history)
     assert set(result["model"].output) == {"race"}
     with pytest.raises(ValueError, match="classification"):
         train.fit_supcon(encoder, [types.SimpleNamespace(name="age", output="age",
