@@ -488,13 +488,14 @@ def crosstab_heatmap(df: pd.DataFrame, row: str, col: str, normalize: bool | str
     """Heatmap of ``pd.crosstab(df[row], df[col])``: how two labels co-occur. Lab 01.
 
     ``normalize`` is passed to ``pd.crosstab`` (``"index"``: each row sums to 1); missing
-    values are counted as ``<NA>``.
+    values are counted as a last ``<NA>`` row or column.
     """
     import seaborn as sns
 
     _check_columns(df, [row, col])
     table = pd.crosstab(_as_category(df[row], row), _as_category(df[col], col),
                         normalize=normalize)
+    table = table.reindex(index=_missing_last(table.index), columns=_missing_last(table.columns))
     fractions = normalize is not False
     fig, ax = _figure(figsize=(max(5.0, 0.8 * table.shape[1] + 3),
                                max(3.5, 0.5 * table.shape[0] + 2)))
@@ -505,6 +506,10 @@ def crosstab_heatmap(df: pd.DataFrame, row: str, col: str, normalize: bool | str
     ax.tick_params(axis="y", labelrotation=0)
     fig.tight_layout()
     return fig
+
+
+def _missing_last(labels) -> list:
+    return [v for v in labels if v != _MISSING] + [v for v in labels if v == _MISSING]
 
 
 def _check_columns(df, columns):
