@@ -273,8 +273,8 @@ def breakdown(predictions: pd.DataFrame, schemes, by: str | Sequence[str] = ("ge
     For each attribute in ``by`` the predictions are split by that column's values and
     ``evaluate``'s metrics are computed within each group; ``n`` is the group's number of
     images. ``by`` names a metadata column passed to ``predict`` (e.g. ``"race"``); without one,
-    the true class names of the task on that output (``<by>_true_name``) are used. Gender codes 0/1 are shown as
-    male/female and missing values as ``"unknown"``, so no image drops out of the table.
+    the true class names of the task on that output (``<by>_true_name``) are used. Gender codes
+    0/1 are shown as male/female and missing values as ``"unknown"``, so no image drops out.
     """
     by = (by,) if isinstance(by, str) else tuple(by)
     schemes = _scheme_list(schemes)

@@ -162,8 +162,8 @@ def group_bars(breakdown_table: pd.DataFrame, metric: str = "accuracy", by: str 
     table = breakdown_table
     needed = {"by", "group", "metric", "value", "n", "task"}
     if not needed <= set(table.columns):
-        raise ValueError(f"group_bars needs a fl.evaluate.breakdown table (columns {sorted(needed)}),"
-                         f" got {list(table.columns)}.")
+        raise ValueError(f"group_bars needs a fl.evaluate.breakdown table (columns "
+                         f"{sorted(needed)}), got {list(table.columns)}.")
     rows = table[(table["by"] == by) & (table["metric"] == metric)]
     if task is not None:
         rows = rows[rows["task"] == task]
