@@ -116,6 +116,18 @@ def lint_lab(path: str | Path) -> list[str]:
                 problems.append(f"parameter line is not 'NAME: type = value  # help': {line!r}")
             elif "#" not in line:
                 problems.append(f"parameter has no comment: {line!r}")
+        try:
+            import papermill
+
+            found = set(papermill.inspect_notebook(str(path)))
+        except Exception as exc:  # a parameters cell papermill cannot read is the finding
+            problems.append(f"papermill cannot read the parameters: {exc}")
+            found = None
+        declared = {ln.split(":", 1)[0].strip() for ln in params
+                    if re.match(r"^[A-Z][A-Z0-9_]*\s*:", ln)}
+        if found is not None and declared - found:
+            problems.append(f"papermill does not see parameter(s) {sorted(declared - found)}: "
+                            "write annotations it parses, e.g. Optional[int], not int | None")
         first_code = next(i for i, c in enumerate(cells) if c.cell_type == "code")
         imports = cells[first_code].source
         if "import faceattr_lab as fl" not in imports:

@@ -110,7 +110,7 @@ def test_strip_solutions_keeps_indentation():
 
 
 PARAMS = ("EPOCHS: int = 1  # epochs to train\n"
-          "OUTPUT_DIR: str | None = None  # where results go (None: the output folder)")
+          "OUTPUT_DIR: Optional[str] = None  # where results go (None: the output folder)")
 
 
 def _lab(tmp_path, name="00_demo.ipynb", params=PARAMS):
@@ -121,7 +121,7 @@ def _lab(tmp_path, name="00_demo.ipynb", params=PARAMS):
     cell.metadata["tags"] = ["parameters"]
     nb.cells = [
         nbformat.v4.new_markdown_cell("# Demo\n\nObjectives: learn.\n\nRuntime: 1 s."),
-        nbformat.v4.new_code_cell("import faceattr_lab as fl"),
+        nbformat.v4.new_code_cell("from typing import Optional\n\nimport faceattr_lab as fl"),
         cell,
         nbformat.v4.new_code_cell(
             "fl.config.settings('00_demo', output=OUTPUT_DIR)\n"
@@ -138,6 +138,8 @@ def test_lint_lab_accepts_a_conventional_lab_and_flags_breaks(tmp_path):
     assert notebooks.lint_lab(_lab(tmp_path)) == []
     bad = notebooks.lint_lab(_lab(tmp_path, "demo.ipynb", params="EPOCHS = 1"))
     assert any("NN_slug" in p for p in bad) and any("NAME: type" in p for p in bad)
+    unseen = notebooks.lint_lab(_lab(tmp_path, "01_demo.ipynb", params="N: int | None = 1  # n"))
+    assert any("papermill does not see" in p for p in unseen)
 
 
 def test_student_version_stubs_solutions(tmp_path):
