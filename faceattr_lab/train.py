@@ -342,7 +342,8 @@ def fit(model, train_ds, val_ds=None, epochs: int = 10, output_dir=None, *,
         warnings.warn(f"{out} holds a finished backup of {epochs_done} epochs; nothing to run. "
                       "Pass resume=False to train again.", stacklevel=2)
     return model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=all_callbacks,
-                     class_weight=class_weight, verbose=resolve_verbose(verbose))
+                     class_weight=class_weight, verbose=resolve_verbose(verbose),
+                     shuffle=False)  # a tf.data pipeline shuffles itself (seeded, per epoch)
 
 
 # --------------------------------------------------------------------------------------------
