@@ -194,3 +194,28 @@ def test_labels_come_from_the_schemes(images):
     df = images.assign(race=pd.array(["East Asian", "White"] * 4, dtype="string"))
     _, y = pipeline.to_numpy(pipeline.make_dataset(df, [L.get("race_fairface4")], 8))
     assert y["race"].tolist() == [2, 0] * 4
+
+
+def test_scaled_jpeg_decode_matches_a_full_decode(tmp_path):
+    import tensorflow as tf
+
+    # a smooth 200x200 photo-like JPEG (UTKFace's size), downscaled 6x: libjpeg decodes at 1/4
+    gradient = np.linspace(0, 255, 200)
+    array = np.stack([np.add.outer(gradient, gradient) / 2, np.tile(gradient, (200, 1)),
+                      np.full((200, 200), 90.0)], axis=-1).astype(np.uint8)
+    path = tmp_path / "smooth.jpg"
+    Image.fromarray(array).save(path, quality=95)
+    full = tf.image.resize(tf.io.decode_image(tf.io.read_file(str(path)), channels=3), (32, 32),
+                           antialias=True).numpy()
+    np.testing.assert_allclose(pipeline.load_images([path], 32)[0], full, atol=6)
+
+
+def test_benchmark_returns_its_table():
+    from faceattr_lab import benchmarks
+
+    table = benchmarks.pipeline_throughput(n=12, image_size=16, batch_size=4, repeats=1)
+    assert table["method"].tolist() == ["make_dataset", "PIL loop (studies)",
+                                        "bare tf.data decode"]
+    assert (table["images_per_s"] > 0).all()
+    assert table.loc[1, "relative_to_pil"] == 1.0
+    assert {"cpu", "cores", "tensorflow"} <= set(benchmarks.machine())
