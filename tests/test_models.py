@@ -1,0 +1,434 @@
+"""Every model family builds, trains one step, and round-trips through .keras (CPU, tiny)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from faceattr_lab import labels, models
+from faceattr_lab.models import backbones, conditioned, fusion, heads, levi_hassner_cnn, supcon
+from faceattr_lab.models.cnn import custom_cnn
+
+SIZE = 64
+GENDER = labels.get("gender")
+RACE = labels.get("race_utk5")
+AGE_GROUP = labels.get("age_fairface9")
+AGE_SCALED = labels.get("age_years_116")
+AGE_CORAL = labels.get("coral_21_60")
+
+
+def _images(count=4, size=SIZE, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (count, size, size, 3)).astype("float32")
+
+
+def _targets(schemes, count=4, seed=0):
+    rng = np.random.default_rng(seed)
+    targets = {}
+    for scheme in schemes:
+        if scheme.kind == "regression":
+            targets[scheme.output] = rng.uniform(0, 1, (count, 1)).astype("float32")
+        else:
+            targets[scheme.output] = rng.integers(0, scheme.num_classes, count)
+    return targets
+
+
+def _train_save_reload(model, schemes, tmp_path, size=SIZE, **compile_options):
+    """Compile from the schemes, fit one step, save .keras, reload: same predictions."""
+    models.compile_for(model, schemes, **compile_options)
+    images = _images(size=size)
+    history = model.fit(images, _targets(schemes), batch_size=4, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    path = tmp_path / f"{model.name}.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    before, after = model.predict(images, verbose=0), reloaded.predict(images, verbose=0)
+    assert set(before) == {scheme.output for scheme in schemes}
+    for key in before:
+        np.testing.assert_allclose(after[key], before[key], rtol=1e-5, atol=1e-6)
+    return history
+
+
+def test_public_names_are_functions_even_after_their_modules_are_imported():
+    # a submodule named like a function would replace it on the package once imported
+    import faceattr_lab.models.conditioned  # noqa: F401
+    import faceattr_lab.models.levi_hassner_cnn  # noqa: F401
+
+    for name in models.__all__:
+        assert not isinstance(getattr(models, name), type(keras)), name
+
+
+# --- heads and CORAL ---------------------------------------------------------------------------
+
+def test_coral_layer_has_one_weight_vector_and_k_minus_1_biases():
+    layer = models.CoralOutput(5)
+    features = np.random.default_rng(1).normal(size=(3, 16)).astype("float32")
+    logits = keras.ops.convert_to_numpy(layer(features))
+    assert sorted(tuple(weight.shape) for weight in layer.weights) == [(4,), (16, 1)]
+    kernel, biases = layer.linear.kernel.numpy(), layer.biases.numpy()
+    np.testing.assert_allclose(logits, features @ kernel + biases[None, :], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(biases, [1.0, 0.75, 0.5, 0.25])  # ordered: rank consistent
+
+
+def test_coral_rank_and_probabilities_match_numpy():
+    logits = np.array([[2.0, 0.5, -0.1, -3.0], [-1.0, -2.0, -3.0, -4.0]], dtype="float32")
+    sigmoid = 1 / (1 + np.exp(-logits))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(heads.coral_rank(logits)),
+                                  (sigmoid > 0.5).sum(axis=1))
+    np.testing.assert_allclose(heads.coral_probabilities(logits), sigmoid, rtol=1e-6)
+    classwise = keras.ops.convert_to_numpy(heads.coral_probabilities(logits, classwise=True))
+    expected = np.concatenate([1 - sigmoid[:, :1], sigmoid[:, :-1] - sigmoid[:, 1:],
+                               sigmoid[:, -1:]], axis=1)
+    np.testing.assert_allclose(classwise, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(classwise.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_add_heads_follows_each_scheme_kind():
+    features = keras.Input((8,))
+    outputs = models.add_heads(features, [GENDER, AGE_SCALED, AGE_CORAL.__class__(
+        **{**AGE_CORAL.__dict__, "output": "rank"})], hidden=4, dropout=0.2,
+        regression_activation="sigmoid")
+    model = keras.Model(features, outputs)
+    predictions = model.predict(np.random.default_rng(2).normal(size=(5, 8)), verbose=0)
+    np.testing.assert_allclose(predictions["gender"].sum(axis=1), 1.0, rtol=1e-5)
+    assert predictions["age"].shape == (5, 1)
+    assert ((predictions["age"] > 0) & (predictions["age"] < 1)).all()
+    assert predictions["rank"].shape == (5, AGE_CORAL.num_classes - 1)
+
+
+def test_add_heads_and_compile_for_reject_bad_arguments():
+    features = keras.Input((8,))
+    with pytest.raises(ValueError, match="regression_activation"):
+        models.add_heads(features, [AGE_SCALED], regression_activation="tanh")
+    with pytest.raises(ValueError, match="share an output"):
+        models.add_heads(features, [AGE_GROUP, AGE_SCALED])
+    model = keras.Model(features, models.add_heads(features, [GENDER]))
+    with pytest.raises(ValueError, match="no output"):
+        models.compile_for(model, [RACE])
+    with pytest.raises(ValueError, match="not heads"):
+        models.compile_for(model, [GENDER], loss_weights={"age": 2.0})
+
+
+def test_compile_for_picks_losses_and_metrics_per_kind():
+    features = keras.Input((8,))
+    model = keras.Model(features, models.add_heads(features, [GENDER, AGE_CORAL]))
+    models.compile_for(model, [GENDER, AGE_CORAL], optimizer="rmsprop", learning_rate=0.01,
+                       loss_weights={"age": 2.0})
+    assert isinstance(model.optimizer, keras.optimizers.RMSprop)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
+    targets = _targets([GENDER, AGE_CORAL], count=8)
+    history = model.fit(np.ones((8, 8), "float32"), targets, epochs=1, verbose=0)
+    assert {"gender_accuracy", "age_mae", "gender_loss", "age_loss"} <= set(history.history)
+    # the rank MAE against an independent count of positive logits
+    logits = model.predict(np.ones((8, 8), "float32"), verbose=0)["age"]
+    expected = np.abs((logits > 0).sum(axis=1) - targets["age"]).mean()
+    metric = heads.CoralRankMAE()
+    metric.update_state(targets["age"], logits)
+    assert float(metric.result()) == pytest.approx(expected)
+
+
+def test_count_params():
+    inputs = keras.Input((3,))
+    frozen = keras.layers.Dense(4, name="frozen")
+    outputs = keras.layers.Dense(2)(frozen(inputs))
+    frozen.trainable = False
+    counts = models.count_params(keras.Model(inputs, outputs))
+    assert counts == {"trainable": 10, "non_trainable": 16, "total": 26}
+
+
+# --- custom CNN (study C) ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("bn_order", ["bn_relu", "relu_bn", "none"])
+def test_custom_cnn_trains_and_round_trips(tmp_path, bn_order):
+    schemes = [AGE_SCALED, GENDER]
+    model = custom_cnn((SIZE, SIZE, 3), schemes, conv_filters=(8, 16), dense_units=32,
+                       bn_order=bn_order, age_activation="sigmoid")
+    _train_save_reload(model, schemes, tmp_path, loss_weights={"age": 2.0})
+    layer_kinds = [type(layer).__name__ for layer in model.layers]
+    if bn_order == "none":
+        assert "BatchNormalization" not in layer_kinds
+    else:
+        conv = layer_kinds.index("Conv2D")
+        expected = (["BatchNormalization", "ReLU"] if bn_order == "bn_relu"
+                    else ["ReLU", "BatchNormalization"])
+        assert layer_kinds[conv + 1:conv + 3] == expected
+
+
+def test_custom_cnn_separate_heads_share_no_weights():
+    schemes = [AGE_SCALED, GENDER]
+    model = custom_cnn((32, 32, 3), schemes, conv_filters=(4, 8), dense_units=8, separate=True)
+    images = _images(size=32)
+    gender_before = model.predict(images, verbose=0)["gender"]
+    for layer in model.layers:  # wipe the age network: gender must not move
+        if layer.name.startswith("age"):
+            for weight in layer.weights:
+                weight.assign(np.zeros(weight.shape, "float32"))
+    np.testing.assert_allclose(model.predict(images, verbose=0)["gender"], gender_before)
+    with pytest.raises(ValueError, match="at least 16 px"):
+        custom_cnn((8, 8, 3), schemes, conv_filters=(4, 8, 8, 8))
+
+
+# --- Levi-Hassner (study D) --------------------------------------------------------------------
+
+def test_local_response_normalization_matches_tensorflow():
+    import tensorflow as tf
+
+    inputs = np.random.default_rng(3).normal(size=(2, 5, 5, 12)).astype("float32") * 10
+    layer = levi_hassner_cnn.LocalResponseNormalization(depth_radius=2, bias=1.0, alpha=1e-3,
+                                                    beta=0.75)
+    expected = tf.nn.local_response_normalization(inputs, depth_radius=2, bias=1.0, alpha=1e-3,
+                                                  beta=0.75)
+    np.testing.assert_allclose(layer(inputs), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("schemes", [[GENDER], [AGE_GROUP, GENDER]], ids=["single", "multi"])
+def test_levi_hassner_trains_and_round_trips_at_64px(tmp_path, schemes):
+    model = levi_hassner_cnn.levi_hassner((SIZE, SIZE, 3), schemes, dense_units=32)
+    assert model.get_layer("conv1").strides == (4, 4)
+    _train_save_reload(model, schemes, tmp_path)
+
+
+def test_levi_hassner_explains_its_minimum_size():
+    with pytest.raises(ValueError, match="at least 63 px.*first_stride=2"):
+        levi_hassner_cnn.levi_hassner((32, 32, 3), [GENDER])
+    model = levi_hassner_cnn.levi_hassner((40, 40, 3), [GENDER], first_stride=2, dense_units=8)
+    assert model.output["gender"].shape == (None, 2)
+
+
+# --- backbones and transfer models (studies B, E) ----------------------------------------------
+
+PREPROCESS_MODULES = {"VGG16": "vgg16", "VGG19": "vgg19", "ResNet50": "resnet50",
+                      "ResNet50V2": "resnet_v2", "ResNet152V2": "resnet_v2",
+                      "Xception": "xception", "InceptionResNetV2": "inception_resnet_v2",
+                      "MobileNetV2": "mobilenet_v2", "DenseNet121": "densenet",
+                      "DenseNet201": "densenet", "EfficientNetB0": "efficientnet"}
+
+
+def test_every_backbone_has_a_reference_preprocess():
+    assert set(PREPROCESS_MODULES) == set(models.BACKBONES)
+
+
+@pytest.mark.parametrize("name", sorted(PREPROCESS_MODULES))
+def test_preprocess_layer_matches_keras_applications(name):
+    images = _images(count=2, size=8, seed=4)
+    module = getattr(keras.applications, PREPROCESS_MODULES[name])
+    expected = module.preprocess_input(images.copy())
+    layer = backbones.Preprocess(models.BACKBONES[name].preprocess)
+    np.testing.assert_allclose(layer(images), expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(PREPROCESS_MODULES))
+def test_every_backbone_builds_at_its_minimum_size(name):
+    spec = models.BACKBONES[name]
+    model = models.backbone(name, (spec.min_size, spec.min_size, 3), weights=None)
+    assert len(model.output.shape) == 2 and not model.trainable_weights
+    assert spec.citation and isinstance(model.get_layer("preprocess"), backbones.Preprocess)
+
+
+def test_backbone_rejects_unknown_names_small_images_and_missing_files(tmp_path):
+    with pytest.raises(ValueError, match="choose one of.*ResNet50V2"):
+        models.backbone("ResNet18", (64, 64, 3))
+    with pytest.raises(ValueError, match="at least 71x71"):
+        models.backbone("Xception", (64, 64, 3), weights=None)
+    with pytest.raises(ValueError, match="is not a file"):
+        models.backbone("MobileNetV2", (32, 32, 3), weights=tmp_path / "missing.weights.h5")
+
+
+def test_imagenet_weights_argument_reaches_keras(monkeypatch):
+    seen = {}
+    original = keras.applications.mobilenet_v2.MobileNetV2
+
+    def recording(**kwargs):
+        seen.update(kwargs)
+        return original(**{**kwargs, "weights": None})  # no download offline
+
+    monkeypatch.setattr(keras.applications.mobilenet_v2, "MobileNetV2", recording)
+    models.backbone("MobileNetV2", (32, 32, 3), weights="imagenet")
+    assert seen["weights"] == "imagenet" and seen["include_top"] is False
+
+
+def test_backbone_weights_file_round_trips(tmp_path):
+    saved = models.backbone("MobileNetV2", (32, 32, 3), weights=None)
+    path = tmp_path / "mobilenet.weights.h5"
+    saved.save_weights(path)
+    keras.utils.set_random_seed(123)  # a different random start, so loading must do the work
+    loaded = models.backbone("MobileNetV2", (32, 32, 3), weights=path)
+    fresh = models.backbone("MobileNetV2", (32, 32, 3), weights=None)
+    for original, restored in zip(saved.weights, loaded.weights, strict=True):
+        np.testing.assert_array_equal(restored.numpy(), original.numpy())
+    assert any(not np.array_equal(a.numpy(), b.numpy())
+               for a, b in zip(saved.trainable_variables or saved.weights, fresh.weights))
+
+
+def _conv_kernels(model):
+    application = model.get_layer("mobilenetv2").get_layer("mobilenetv2_application")
+    return {layer.name: layer.kernel.numpy().copy() for layer in application.layers
+            if isinstance(layer, keras.layers.Conv2D)}
+
+
+def _batchnorm_means(model):
+    application = model.get_layer("mobilenetv2").get_layer("mobilenetv2_application")
+    return {layer.name: layer.moving_mean.numpy().copy() for layer in application.layers
+            if isinstance(layer, keras.layers.BatchNormalization)}
+
+
+def test_transfer_model_freeze_unfreeze_recompiles(tmp_path):
+    schemes = [GENDER, AGE_GROUP, RACE]
+    model = models.transfer_model("MobileNetV2", (32, 32, 3), schemes, weights=None,
+                                  hidden=8, dropout=0.2)
+    history = _train_save_reload(model, schemes, tmp_path, size=32, loss_weights={"race": 0.5})
+    frozen_counts = models.count_params(model)
+    images, targets = _images(size=32), _targets(schemes)
+
+    kernels = _conv_kernels(model)
+    model.fit(images, targets, epochs=1, verbose=0)
+    assert all(np.array_equal(kernels[name], value)
+               for name, value in _conv_kernels(model).items())
+
+    returned = models.unfreeze(model, n_layers=20, learning_rate=0.05)
+    assert returned is model
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.05)
+    assert models.count_params(model)["trainable"] > frozen_counts["trainable"]
+    assert model.get_compile_config()["loss_weights"] == {"gender": 1.0, "age": 1.0, "race": 0.5}
+    means = _batchnorm_means(model)
+    unfrozen_history = model.fit(images, targets, epochs=1, verbose=0)
+    assert set(unfrozen_history.history) == set(history.history)  # same losses and metrics
+    changed = [name for name, value in _conv_kernels(model).items()
+               if not np.array_equal(kernels[name], value)]
+    assert changed and "Conv_1" in changed and "Conv1" not in changed  # only the last layers
+    assert all(np.array_equal(means[name], value)  # BatchNorm kept frozen
+               for name, value in _batchnorm_means(model).items())
+
+    models.freeze(model, "MobileNetV2")
+    assert models.count_params(model)["trainable"] == frozen_counts["trainable"]
+    kernels = _conv_kernels(model)
+    model.fit(images, targets, epochs=1, verbose=0)
+    assert all(np.array_equal(kernels[name], value)
+               for name, value in _conv_kernels(model).items())
+
+
+def test_unfreeze_recompiles_a_model_compiled_by_hand():
+    model = models.transfer_model("MobileNetV2", (32, 32, 3), [GENDER], weights=None)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss={"gender": "sparse_categorical_crossentropy"})
+    models.unfreeze(model, learning_rate=0.001)
+    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.001)
+    assert models.count_params(model)["trainable"] > 2_000_000
+    with pytest.raises(ValueError, match="no layer named"):
+        models.freeze(model, "VGG16")
+
+
+# --- gender-conditioned multi-task models (study E) --------------------------------------------
+
+@pytest.mark.parametrize("mode", ["gating", "attention"])
+def test_gender_conditioned_trains_and_round_trips(tmp_path, mode):
+    schemes = [GENDER, AGE_GROUP, RACE]
+    model = conditioned.gender_conditioned("MobileNetV2", (SIZE, SIZE, 3), schemes, mode=mode,
+                                      embedding_dim=16, frozen_until=-3, weights=None)
+    base = model.get_layer("mobilenetv2")
+    trainable_backbone = [layer.name for layer in backbones._flat_layers(base)
+                          if layer.trainable_weights]
+    assert trainable_backbone == ["Conv_1"]  # last 3: Conv_1, its BN (kept frozen), ReLU
+    assert model.get_layer("gender_gate" if mode == "gating" else "gender_attention")
+    _train_save_reload(model, schemes, tmp_path)
+    with pytest.raises(ValueError, match="needs a 'gender' scheme"):
+        conditioned.gender_conditioned("MobileNetV2", (32, 32, 3), [AGE_GROUP], weights=None)
+
+
+# --- gender-specific fusion (study B) ----------------------------------------------------------
+
+def _constant_expert(value, name):
+    """An age+race model whose outputs are the same for every image."""
+    images = keras.Input((32, 32, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(images)
+    outputs = {
+        key: keras.layers.Dense(size, kernel_initializer="zeros",
+                                bias_initializer=keras.initializers.Constant(value),
+                                name=key)(pooled)
+        for key, size in (("age", 9), ("race", 5))
+    }
+    return keras.Model(images, outputs, name=name)
+
+
+def _brightness_gender_model():
+    """'female' (index 1) for bright images, 'male' for dark ones."""
+    images = keras.Input((32, 32, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(images)
+    gender = keras.layers.Dense(2, activation="softmax", name="gender")
+    outputs = {"gender": gender(pooled)}
+    gender.set_weights([np.array([[0.0, 0.01]] * 3, "float32"), np.array([1.0, 0.0], "float32")])
+    return keras.Model(images, outputs, name="expert")
+
+
+def test_fusion_routes_each_face_to_its_gender_expert(tmp_path):
+    gender_model = _brightness_gender_model()
+    fused = models.gender_fusion(gender_model, _constant_expert(1.0, "expert"),
+                                 _constant_expert(2.0, "expert"))
+    images = np.zeros((4, 32, 32, 3), "float32")
+    images[[1, 2]] = 255.0  # bright faces -> female
+    predictions = fused.predict(images, verbose=0)
+    np.testing.assert_allclose(predictions["gender"], gender_model.predict(images, verbose=0)["gender"])
+    for key in ("age", "race"):
+        np.testing.assert_array_equal(predictions[key][:, 0], [1.0, 2.0, 2.0, 1.0])
+    path = tmp_path / "fusion.keras"
+    fused.save(path)
+    reloaded = keras.models.load_model(path).predict(images, verbose=0)
+    for key in predictions:
+        np.testing.assert_allclose(reloaded[key], predictions[key])
+
+
+def test_fusion_rejects_experts_that_do_not_match():
+    images = keras.Input((32, 32, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(images)
+    only_age = keras.Model(images, {"age": keras.layers.Dense(9, name="age")(pooled)})
+    with pytest.raises(ValueError, match="share their outputs"):
+        models.gender_fusion(_brightness_gender_model(), _constant_expert(1.0, "m"), only_age)
+
+
+def test_split_by_gender_refuses_missing_gender():
+    import pandas as pd
+
+    table = pd.DataFrame({"gender": pd.array([0, 1, 1, 0], dtype="Int64")})
+    male, female = fusion.split_by_gender(table)
+    assert list(male.index) == [0, 3] and list(female.index) == [1, 2]
+    with pytest.raises(ValueError, match="1 rows have no gender"):
+        fusion.split_by_gender(pd.DataFrame({"gender": pd.array([0, None], dtype="Int64")}))
+
+
+# --- SupCon (study A) --------------------------------------------------------------------------
+
+def test_supcon_projection_then_frozen_classifier(tmp_path):
+    from faceattr_lab import losses
+
+    schemes = [GENDER, RACE]
+    encoder = models.supcon_encoder("cnn", (SIZE, SIZE, 3), conv_filters=(8, 16))
+    projection = models.projection_model(encoder, schemes, dim=16)
+    assert projection.output["race"].shape == (None, 16)
+    projection.compile(optimizer="adam", loss={scheme.output: losses.SupConLoss()
+                                               for scheme in schemes})
+    images, targets = _images(), _targets(schemes)
+    projection.fit(images, targets, epochs=1, verbose=0)
+
+    encoder_weights = [weight.numpy().copy() for weight in encoder.weights]
+    classifier = models.classifier_model(encoder, schemes, hidden=8)
+    assert models.count_params(classifier)["trainable"] == sum(
+        8 * 17 + 9 * scheme.num_classes for scheme in schemes)  # heads only
+    _train_save_reload(classifier, schemes, tmp_path)
+    for before, after in zip(encoder_weights, encoder.weights, strict=True):
+        np.testing.assert_array_equal(after.numpy(), before)
+
+    path = tmp_path / "projection.keras"
+    projection.save(path)
+    reloaded = keras.models.load_model(path, compile=False)
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0)["gender"],
+                               projection.predict(images, verbose=0)["gender"], rtol=1e-5)
+
+
+def test_supcon_encoder_from_a_backbone_name_or_a_model():
+    encoder = models.supcon_encoder("MobileNetV2", (32, 32, 3))
+    assert encoder.name == "encoder" and encoder.output.shape == (None, 1280)
+    assert encoder.trainable_weights
+    assert supcon.supcon_encoder(encoder) is encoder
+    with pytest.raises(ValueError, match="use 'cnn'"):
+        models.supcon_encoder("resnet", (32, 32, 3))
