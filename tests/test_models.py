@@ -310,7 +310,8 @@ def test_transfer_model_freeze_unfreeze_recompiles(tmp_path):
 
 def test_unfreeze_recompiles_a_model_compiled_by_hand():
     model = models.transfer_model("MobileNetV2", (32, 32, 3), [GENDER], weights=None)
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss={"gender": "sparse_categorical_crossentropy"})
+    model.compile(optimizer=keras.optimizers.SGD(0.1),
+                  loss={"gender": "sparse_categorical_crossentropy"})
     models.unfreeze(model, learning_rate=0.001)
     assert isinstance(model.optimizer, keras.optimizers.SGD)
     assert float(model.optimizer.learning_rate) == pytest.approx(0.001)
@@ -368,7 +369,8 @@ def test_fusion_routes_each_face_to_its_gender_expert(tmp_path):
     images = np.zeros((4, 32, 32, 3), "float32")
     images[[1, 2]] = 255.0  # bright faces -> female
     predictions = fused.predict(images, verbose=0)
-    np.testing.assert_allclose(predictions["gender"], gender_model.predict(images, verbose=0)["gender"])
+    np.testing.assert_allclose(predictions["gender"],
+                               gender_model.predict(images, verbose=0)["gender"])
     for key in ("age", "race"):
         np.testing.assert_array_equal(predictions[key][:, 0], [1.0, 2.0, 2.0, 1.0])
     path = tmp_path / "fusion.keras"
