@@ -43,7 +43,7 @@ def _parse_value(text: str):
 def _cmd_data_download(args) -> int:
     import urllib.error
 
-    from faceattr_lab.datasets import download as dl
+    from faceattr_lab.datasets import downloads as dl
 
     try:
         path = dl.download(args.name, dest=args.dest)
@@ -65,7 +65,7 @@ def _cmd_data_download(args) -> int:
 def _cmd_data_verify(args) -> int:
     import pandas as pd
 
-    from faceattr_lab.datasets import download as dl
+    from faceattr_lab.datasets import downloads as dl
 
     root = Path(args.root).expanduser()
     if not root.is_dir():

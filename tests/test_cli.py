@@ -22,7 +22,7 @@ from PIL import Image
 
 import faceattr_lab
 from faceattr_lab import cli
-from faceattr_lab.datasets import download as dl
+from faceattr_lab.datasets import downloads as dl
 
 
 @pytest.fixture(autouse=True)

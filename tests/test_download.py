@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from faceattr_lab.datasets import download as dl
+from faceattr_lab.datasets import downloads as dl
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -21,8 +21,8 @@ _EXPORTS = {
     "make_synthetic": "synthetic",
     "synthetic_dataset": "synthetic",
     "render_face": "synthetic",
-    "download": "download",
-    "REGISTRY": "download",
+    "download": "downloads",
+    "REGISTRY": "downloads",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -31,7 +31,8 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     if name in _EXPORTS:
         module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-        return getattr(module, name)
+        value = globals()[name] = getattr(module, name)  # cache: later look-ups skip this hook
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -11,7 +11,7 @@ import importlib
 # public name -> submodule that defines it (imported on first use: no import-time work)
 _EXPORTS = {
     "custom_cnn": "cnn",
-    "levi_hassner": "levi_hassner",
+    "levi_hassner": "levi_hassner_cnn",
     "BACKBONES": "backbones",
     "backbone": "backbones",
     "transfer_model": "backbones",
@@ -20,7 +20,7 @@ _EXPORTS = {
     "add_heads": "heads",
     "compile_for": "heads",
     "CoralOutput": "heads",
-    "gender_conditioned": "gender_conditioned",
+    "gender_conditioned": "conditioned",
     "gender_fusion": "fusion",
     "supcon_encoder": "supcon",
     "projection_model": "supcon",
@@ -34,7 +34,8 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str):
     if name in _EXPORTS:
         module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-        return getattr(module, name)
+        value = globals()[name] = getattr(module, name)  # cache: later look-ups skip this hook
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

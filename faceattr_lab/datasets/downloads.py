@@ -423,7 +423,7 @@ def fetch(url: str, dest: str | Path, sha256: str | None = None, chunk_size: int
     os.replace(part, dest)
     if expected is None:
         _say(f"{dest.name}: SHA-256 {got} (the kit has no pinned hash for this file; pin this "
-             "value in faceattr_lab.datasets.download.REGISTRY so later downloads are checked)")
+             "value in faceattr_lab.datasets.downloads.REGISTRY so later downloads are checked)")
     else:
         _say(f"{dest.name}: SHA-256 verified")
     return dest
