@@ -223,9 +223,22 @@ class CoralLoss(keras.losses.Loss):
         return {**super().get_config(), "importance": self.importance}
 
 
-def coral_probabilities(logits):
-    """P(rank > k) for k = 0..K-2: the sigmoid of the CORAL logits. Lab 06."""
-    return ops.sigmoid(ops.cast(ops.convert_to_tensor(logits), "float32"))
+def coral_probabilities(logits, classwise: bool = False):
+    """CORAL probabilities from logits ``(B, K-1)``. Lab 06.
+
+    By default the cumulative probabilities ``P(rank > k)`` for k = 0..K-2 (the sigmoids).
+    With ``classwise=True`` the per-rank probabilities ``(B, K)``: ``1 - s_0``, ``s_{k-1} - s_k``,
+    ``s_{K-2}`` (they sum to 1; rank consistency keeps them non-negative once trained).
+    """
+    cumulative = ops.sigmoid(ops.cast(ops.convert_to_tensor(logits), "float32"))
+    if not classwise:
+        return cumulative
+    batch = ops.shape(cumulative)[0]
+    ones = ops.ones((batch, 1), dtype=cumulative.dtype)
+    zeros = ops.zeros((batch, 1), dtype=cumulative.dtype)
+    upper = ops.concatenate([ones, cumulative], axis=-1)
+    lower = ops.concatenate([cumulative, zeros], axis=-1)
+    return upper - lower
 
 
 def coral_predict(logits):

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from faceattr_lab import labels, models
+from faceattr_lab import labels, losses, models
 from faceattr_lab.models import backbones, conditioned, fusion, heads, levi_hassner_cnn, supcon
 from faceattr_lab.models.cnn import custom_cnn
 
@@ -73,10 +73,10 @@ def test_coral_layer_has_one_weight_vector_and_k_minus_1_biases():
 def test_coral_rank_and_probabilities_match_numpy():
     logits = np.array([[2.0, 0.5, -0.1, -3.0], [-1.0, -2.0, -3.0, -4.0]], dtype="float32")
     sigmoid = 1 / (1 + np.exp(-logits))
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(heads.coral_rank(logits)),
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(losses.coral_predict(logits)),
                                   (sigmoid > 0.5).sum(axis=1))
-    np.testing.assert_allclose(heads.coral_probabilities(logits), sigmoid, rtol=1e-6)
-    classwise = keras.ops.convert_to_numpy(heads.coral_probabilities(logits, classwise=True))
+    np.testing.assert_allclose(losses.coral_probabilities(logits), sigmoid, rtol=1e-6)
+    classwise = keras.ops.convert_to_numpy(losses.coral_probabilities(logits, classwise=True))
     expected = np.concatenate([1 - sigmoid[:, :1], sigmoid[:, :-1] - sigmoid[:, 1:],
                                sigmoid[:, -1:]], axis=1)
     np.testing.assert_allclose(classwise, expected, rtol=1e-5, atol=1e-6)

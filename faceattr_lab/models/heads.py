@@ -10,6 +10,9 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from faceattr_lab import losses
+from faceattr_lab.losses import coral_predict
+
 KINDS = ("classification", "regression", "ordinal")
 REGRESSION_ACTIVATIONS = (None, "linear", "relu", "sigmoid")
 
@@ -49,8 +52,8 @@ class CoralOutput(layers.Layer):
     consistent (with biases ordered, the probabilities decrease with k). The layer holds exactly
     two weights: the kernel ``(features, 1)`` of a bias-free ``Dense(1)`` and the biases
     ``(K-1,)``, initialised decreasing from 1 to 1/(K-1) as in the authors' ``coral-pytorch``.
-    It returns the logits ``(B, K-1)``; read them with :func:`coral_rank` and
-    :func:`coral_probabilities`.
+    It returns the logits ``(B, K-1)``; read them with ``fl.losses.coral_predict`` and
+    ``fl.losses.coral_probabilities``.
     """
 
     def __init__(self, num_classes: int, **kwargs):
@@ -80,39 +83,15 @@ class CoralOutput(layers.Layer):
         return {**super().get_config(), "num_classes": self.num_classes}
 
 
-def coral_probabilities(logits, classwise: bool = False):
-    """CORAL probabilities from logits ``(B, K-1)``. Lab 06.
-
-    By default the cumulative probabilities ``P(rank > k)`` for k = 0..K-2 (the sigmoids).
-    With ``classwise=True`` the per-rank probabilities ``(B, K)``: ``1 - s_0``, ``s_{k-1} - s_k``,
-    ``s_{K-2}`` (they sum to 1; rank consistency keeps them non-negative once trained).
-    """
-    cumulative = ops.sigmoid(ops.convert_to_tensor(logits, dtype="float32"))
-    if not classwise:
-        return cumulative
-    batch = ops.shape(cumulative)[0]
-    ones = ops.ones((batch, 1), dtype=cumulative.dtype)
-    zeros = ops.zeros((batch, 1), dtype=cumulative.dtype)
-    upper = ops.concatenate([ones, cumulative], axis=-1)
-    lower = ops.concatenate([cumulative, zeros], axis=-1)
-    return upper - lower
-
-
-def coral_rank(logits):
-    """The CORAL prediction: how many of the K-1 probabilities exceed 0.5 (int32). Lab 06."""
-    logits = ops.convert_to_tensor(logits, dtype="float32")
-    return ops.sum(ops.cast(logits > 0.0, "int32"), axis=-1)
-
-
 def _coral_absolute_error(y_true, y_pred):
-    rank = ops.cast(coral_rank(y_pred), "float32")
+    rank = ops.cast(coral_predict(y_pred), "float32")
     y_true = ops.reshape(ops.cast(y_true, "float32"), ops.shape(rank))
     return ops.abs(rank - y_true)
 
 
 @keras.saving.register_keras_serializable(package="faceattr_lab")
 class CoralRankMAE(keras.metrics.MeanMetricWrapper):
-    """Mean absolute error, in ranks, of :func:`coral_rank` against integer ranks. Lab 06."""
+    """Mean absolute error, in ranks, of ``fl.losses.coral_predict`` against true ranks. Lab 06."""
 
     def __init__(self, name: str = "mae", dtype=None):
         super().__init__(_coral_absolute_error, name=name, dtype=dtype)
@@ -165,7 +144,6 @@ def _loss_and_metrics(scheme):
                 [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
     if scheme.kind == "regression":
         return keras.losses.MeanSquaredError(), [keras.metrics.MeanAbsoluteError(name="mae")]
-    from faceattr_lab import losses  # written alongside; imported only when a head is ordinal
 
     return losses.CoralLoss(), [CoralRankMAE(name="mae")]
 
@@ -211,11 +189,11 @@ def compile_for(model: keras.Model, schemes, optimizer="adam", learning_rate: fl
     else:
         raise ValueError(f"optimizer={optimizer!r}; pass a name such as 'adam' or a "
                          "keras.optimizers.Optimizer.")
-    losses, metrics = {}, {}
+    loss_by_head, metrics = {}, {}
     for scheme in schemes:
-        losses[scheme.output], metrics[scheme.output] = _loss_and_metrics(scheme)
+        loss_by_head[scheme.output], metrics[scheme.output] = _loss_and_metrics(scheme)
     model.compile(
-        optimizer=optimizer_instance, loss=losses, metrics=metrics,
+        optimizer=optimizer_instance, loss=loss_by_head, metrics=metrics,
         loss_weights=None if loss_weights is None else {
             scheme.output: float(loss_weights.get(scheme.output, 1.0)) for scheme in schemes},
         jit_compile=jit_compile,
