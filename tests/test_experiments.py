@@ -1,0 +1,87 @@
+"""Experiment grids: one-factor-at-a-time configs, and run_grid's tidy table on tiny data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import faceattr_lab as fl
+from faceattr_lab import experiments
+
+
+@pytest.fixture()
+def tiny_table(tmp_path):
+    """48 hand-made 32 px images: brighter for gender 1, ages 1..96 years."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(48):
+        gender = i % 2
+        pixels = rng.integers(0, 128, (32, 32, 3)) + 100 * gender
+        path = tmp_path / f"face{i}.png"
+        Image.fromarray(pixels.astype(np.uint8)).save(path)
+        rows.append({"path": str(path), "gender": gender, "age": 2 * i + 1})
+    df = pd.DataFrame(rows).astype({"gender": "Int64", "age": "Int64"})
+    df["age_group"] = pd.array([pd.NA] * len(df), dtype="string")
+    df["race"] = pd.array([pd.NA] * len(df), dtype="string")
+    return df
+
+
+def test_ablation_configs_change_one_knob_at_a_time():
+    base = {"dropout": 0.5, "conv_filters": (16, 32)}
+    configs = experiments.ablation_configs(base, dropout=[0.4, 0.5, 0.6],
+                                           conv_filters=[(16, 32, 64)], optimizer=["rmsprop"])
+    assert list(configs) == ["base", "dropout=0.4", "dropout=0.6", "conv_filters=16-32-64",
+                             "optimizer=rmsprop"]
+    assert configs["base"] == base
+    assert configs["dropout=0.6"] == {"dropout": 0.6, "conv_filters": (16, 32)}
+    assert configs["optimizer=rmsprop"] == {**base, "optimizer": "rmsprop"}
+
+
+def test_unknown_knob_is_refused():
+    with pytest.raises(ValueError, match="unknown knob"):
+        experiments.ablation_configs({"dropuot": 0.5})
+    with pytest.raises(ValueError, match="list of values"):
+        experiments.ablation_configs({}, dropout=0.6)
+
+
+def test_run_grid_table_has_every_config_seed_task_metric(tiny_table):
+    schemes = [fl.labels.get("age_years_116"), fl.labels.get("gender")]
+    train, val, test = tiny_table.iloc[:32], tiny_table.iloc[32:40], tiny_table.iloc[40:]
+    configs = {"small": {"conv_filters": (4,), "dense_units": 8, "dropout": 0.2},
+               "small_separate": {"conv_filters": (4,), "dense_units": 8, "separate": True}}
+    table = experiments.run_grid(configs, train, val, test, schemes, 32, epochs=1,
+                                 batch_size=16, seeds=(0, 1), loss_weights={"age": 2.0},
+                                 echo=False)
+    assert list(table.columns) == list(experiments.GRID_COLUMNS)
+    expected = {("age", m) for m in ("mae", "rmse", "mean_signed_error", "loss")}
+    expected |= {("gender", m) for m in ("accuracy", "balanced_accuracy", "macro_f1", "loss")}
+    expected |= {("all", "loss")}
+    for run in configs:
+        for seed in (0, 1):
+            rows = table[(table.run == run) & (table.seed == seed)]
+            assert set(zip(rows.task, rows.metric)) == expected
+            assert len(rows) == len(expected)
+            values = rows.set_index(["task", "metric"])["value"]
+            # the total is the weighted sum of the head losses (age weighted 2)
+            assert values["all", "loss"] == pytest.approx(
+                2.0 * values["age", "loss"] + values["gender", "loss"], rel=1e-5)
+    assert table.loc[table.metric == "accuracy", "value"].between(0, 1).all()
+    assert (table.loc[table.metric.isin(["mae", "rmse", "loss"]), "value"] >= 0).all()
+    assert (table.params > 0).all() and (table.seconds_per_epoch > 0).all()
+    # separate networks: two trunks, so more weights than one shared trunk
+    params = table.groupby("run")["params"].first()
+    assert params["small_separate"] > params["small"]
+
+
+def test_same_seed_gives_same_metrics(tiny_table):
+    schemes = [fl.labels.get("age_years_116"), fl.labels.get("gender")]
+    train, test = tiny_table.iloc[:32], tiny_table.iloc[32:]
+    configs = {"a": {"conv_filters": (4,), "dense_units": 8, "augment": True}}
+    kwargs = dict(epochs=1, batch_size=16, echo=False)
+    first = experiments.run_grid(configs, train, None, test, schemes, 32, seeds=(3,), **kwargs)
+    again = experiments.run_grid(configs, train, None, test, schemes, 32, seeds=(3,), **kwargs)
+    np.testing.assert_allclose(first["value"].to_numpy(), again["value"].to_numpy(), rtol=1e-6)
+    other = experiments.run_grid(configs, train, None, test, schemes, 32, seeds=(4,), **kwargs)
+    assert not np.allclose(first["value"].to_numpy(), other["value"].to_numpy())
