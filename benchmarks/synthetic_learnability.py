@@ -78,6 +78,8 @@ def main():
                               image_size=args.image_size)
         t_gen = time.time() - t0
         x, y = load(root / "UTKFace")
+    order = np.random.default_rng(args.seed).permutation(len(x))  # names sort by age: shuffle
+    x, y = x[order], y[order]
     keras.utils.set_random_seed(args.seed)
     model = build(args.image_size)
     split = args.train
