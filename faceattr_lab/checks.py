@@ -112,5 +112,153 @@ def to_fairface_group(fn, strict: bool = True) -> bool:
     return _verdict("to_fairface_group", problems, strict)
 
 
+# ---------------------------------------------------------------------------------------------
+# Lab 03: transfer learning
+# ---------------------------------------------------------------------------------------------
+
+def head_params(fn, strict: bool = True) -> bool:
+    """Check lab 03's ``head_params(feature_dim, class_counts)``: trainable parameters of
+    softmax heads on a frozen backbone, counted by hand ((d + 1) * k per head). Lab 03."""
+    cases = [((1280, [2, 9, 5]), 20496), ((512, [2]), 1026), ((2048, [2, 9, 5]), 32784),
+             ((1, [3, 3]), 12)]
+    problems = []
+    for (dim, counts), expected in cases:
+        try:
+            got = fn(dim, counts)
+        except Exception as error:  # a student's bug is reported, not raised
+            problems.append(f"head_params({dim}, {counts}) raised {error!r}.")
+            continue
+        if got != expected:
+            problems.append(f"head_params({dim}, {counts}) returned {got!r}, expected {expected} "
+                            "(each Dense head has d*k weights and k biases).")
+    return _verdict("head_params", problems, strict)
+
+
+def fine_tune_step(fn, strict: bool = True) -> bool:
+    """Check lab 03's ``fine_tune(model, n_layers, learning_rate)`` on a hand-made model. Lab 03.
+
+    The model is a nested "backbone" of three Dense layers (block1..block3, frozen) under a
+    gender head, compiled with Adam 1e-2 and trained once. After ``fn(model, 1, 1e-4)`` and one
+    more epoch, block3 must have changed, block1 and block2 must not, and the optimizer's
+    learning rate must be 1e-4: that only happens if ``fn`` re-compiled the model.
+    """
+    import keras
+    import numpy as np
+
+    keras.utils.set_random_seed(0)
+    features = keras.Input((4,), name="x")
+    hidden = features
+    for i in range(3):
+        hidden = keras.layers.Dense(3, activation="relu", name=f"block{i + 1}")(hidden)
+    backbone = keras.Model(features, hidden, name="backbone")
+    images = keras.Input((4,), name="image")
+    model = keras.Model(images, {"gender": keras.layers.Dense(
+        2, activation="softmax", name="gender")(backbone(images))})
+    backbone.trainable = False
+    model.compile(optimizer=keras.optimizers.Adam(1e-2),
+                  loss={"gender": "sparse_categorical_crossentropy"})
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    y = {"gender": (x[:, 0] > 0).astype("int32")}
+    model.fit(x, y, epochs=1, verbose=0)
+
+    problems = []
+    try:
+        returned = fn(model, 1, 1e-4)
+    except Exception as error:
+        return _verdict("fine_tune", [f"fine_tune(model, 1, 1e-4) raised {error!r}."], strict)
+    model = returned if isinstance(returned, keras.Model) else model
+    before = {layer.name: [w.numpy().copy() for w in layer.weights]
+              for layer in backbone.layers[1:]}
+    model.fit(x, y, epochs=1, verbose=0)
+    changed = {name: any(not np.array_equal(old, new.numpy())
+                         for old, new in zip(weights, backbone.get_layer(name).weights))
+               for name, weights in before.items()}
+    if not changed["block3"]:
+        problems.append("block3 (the top layer) did not change in training: it is either still "
+                        "frozen or the model was not re-compiled after setting trainable.")
+    for name in ("block1", "block2"):
+        if changed[name]:
+            problems.append(f"{name} changed: only the top n_layers=1 layer should be trainable.")
+    rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+    if abs(rate - 1e-4) > 1e-9:
+        problems.append(f"the optimizer's learning rate is {rate:g}, expected 1e-4.")
+    return _verdict("fine_tune", problems, strict)
+
+
+def min_input_size(fn, strict: bool = True) -> bool:
+    """Check lab 03's ``min_input_size(name)`` against keras.applications' documented minimum
+    input sides (Xception 71, InceptionResNetV2 75, the others 32). Lab 03."""
+    cases = {"Xception": 71, "InceptionResNetV2": 75, "MobileNetV2": 32, "VGG19": 32,
+             "ResNet152V2": 32, "DenseNet201": 32}
+    problems = []
+    for name, expected in cases.items():
+        try:
+            got = fn(name)
+        except Exception as error:
+            problems.append(f"min_input_size({name!r}) raised {error!r}.")
+            continue
+        if got != expected:
+            problems.append(f"min_input_size({name!r}) returned {got!r}, expected {expected}.")
+    return _verdict("min_input_size", problems, strict)
+
+
+def mae_to_years(fn, strict: bool = True) -> bool:
+    """Check lab 02's ``mae_to_years(mae, max_age)``: an MAE on the [0, 1] scale in years. Lab 02."""
+    cases = [((0.0673, 116), 7.8068), ((0.0549, 116), 6.3684), ((0.1, 100), 10.0),
+             ((0.0, 116), 0.0)]
+    problems = []
+    for (mae, max_age), expected in cases:
+        got = fn(mae, max_age)
+        if not _close(got, expected, tol=1e-3):
+            problems.append(f"mae_to_years({mae}, {max_age}) returned {got!r}, expected "
+                            f"{expected} (the targets were years / max_age).")
+    return _verdict("mae_to_years", problems, strict)
+
+
+def one_factor_configs(fn, strict: bool = True) -> bool:
+    """Check lab 02's ``one_factor_configs(base, knob, values)``: one variant per new value. Lab 02."""
+    base = {"dropout": 0.5, "dense_units": 512}
+    cases = [
+        (("dense_units", [256, 1024]),
+         [{"dropout": 0.5, "dense_units": 256}, {"dropout": 0.5, "dense_units": 1024}]),
+        (("dropout", [0.4, 0.5, 0.6]),
+         [{"dropout": 0.4, "dense_units": 512}, {"dropout": 0.6, "dense_units": 512}]),
+        (("kernel_size", [5]), [{"dropout": 0.5, "dense_units": 512, "kernel_size": 5}]),
+    ]
+    problems = []
+    for (knob, values), expected in cases:
+        original = dict(base)
+        got = fn(base, knob, values)
+        if base != original:
+            problems.append(f"one_factor_configs changed the base dict to {base}; copy it.")
+            break
+        if [dict(c) for c in got] != expected:
+            problems.append(f"one_factor_configs(base, {knob!r}, {values}) returned {got!r}, "
+                            f"expected {expected!r} (skip the base's own value).")
+    return _verdict("one_factor_configs", problems, strict)
+
+
+def mean_std(fn, strict: bool = True) -> bool:
+    """Check lab 02's ``mean_std(values)``: mean and sample std (n - 1) of seed results. Lab 02."""
+    cases = [([0.90, 0.92, 0.94], (0.92, 0.02)), ([1.0, 2.0, 3.0, 4.0], (2.5, 1.2909944)),
+             ([5.0, 5.0], (5.0, 0.0))]
+    problems = []
+    for values, (mean, std) in cases:
+        got = fn(values)
+        try:
+            got_mean, got_std = got
+        except (TypeError, ValueError):
+            problems.append(f"mean_std({values}) returned {got!r}; return a (mean, std) pair.")
+            continue
+        if not _close(got_mean, mean, 1e-6):
+            problems.append(f"mean_std({values}) gave mean {got_mean!r}, expected {mean}.")
+        if not _close(got_std, std, 1e-6):
+            hint = " (divide by n - 1, not n)" if len(values) > 2 or std else ""
+            problems.append(f"mean_std({values}) gave std {got_std!r}, expected {std}{hint}.")
+    return _verdict("mean_std", problems, strict)
+
+
 __all__ = ["CheckFailed", "majority_share",
-           "balanced_accuracy_from_confusion", "four_race_counts", "to_fairface_group"]
+           "balanced_accuracy_from_confusion", "four_race_counts", "to_fairface_group",
+           "head_params", "fine_tune_step", "min_input_size",
+           "mae_to_years", "one_factor_configs", "mean_std"]
