@@ -1,0 +1,42 @@
+"""Lab 02 runs end to end (quick profile) and records a complete, sane ablation grid."""
+
+from __future__ import annotations
+
+import pytest
+
+from faceattr_lab import runner
+
+pytestmark = pytest.mark.slow
+
+STUDY_C_GRID = {"base", "conv_filters=16-32", "conv_filters=16-32-64-128", "dense_units=128",
+                "bn_order=relu_bn", "age_activation=relu", "dropout=0.4", "dropout=0.6",
+                "dropout=0.7", "optimizer=rmsprop", "augment=True", "separate=True"}
+
+
+def test_lab02_records_every_configuration(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEATTR_LAB_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("FACEATTR_LAB_OUTPUT", str(tmp_path / "out"))
+    row = runner.run_lab("02", output=tmp_path / "labs")
+    assert row["status"] == "ok", row["error"]
+    results = row["results"]
+    assert set(results["configs"]) == STUDY_C_GRID
+    grid = {r["run"]: r for r in results["grid"]}
+    assert set(grid) == STUDY_C_GRID
+    for name, r in grid.items():
+        assert 0.0 <= r["gender accuracy"] <= 1.0, name
+        assert r["age mae"] >= 0 and r["all loss"] > 0, name
+        assert r["age mae /116"] == pytest.approx(r["age mae"] / 116), name
+    # best and worst are the grid's lowest and highest joint test loss
+    losses = {name: r["all loss"] for name, r in grid.items()}
+    assert results["best_config"] == min(losses, key=losses.get)
+    assert results["worst_config"] == max(losses, key=losses.get)
+    # seed repeats: 3 seeds each for best and worst, mean >= 0, sample std >= 0
+    summary = {r["run"]: r for r in results["seed_summary"]}
+    assert set(summary) == {results["best_config"], results["worst_config"]}
+    assert all(r["n"] == 3 and r["std"] >= 0 for r in summary.values())
+    assert results["best_worst_gap"] == pytest.approx(
+        summary[results["worst_config"]]["mean"] - summary[results["best_config"]]["mean"])
+    assert set(results["configs_beyond_two_seed_std"]) <= STUDY_C_GRID - {"base"}
+    # the study's scaled MAEs in years: 0.0673, 0.0680, 0.0549 x 116
+    assert list(results["study_mae_years"].values()) == pytest.approx([7.81, 7.89, 6.37],
+                                                                      abs=0.01)
