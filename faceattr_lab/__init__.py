@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "config", "datasets", "labels", "pipeline", "models", "losses", "train", "evaluate",
     "plots", "widgets", "results", "checks", "runner", "cli", "notebooks", "benchmarks",
+    "experiments",
 )
 
 __all__ = ["__version__", "set_seed", *_SUBMODULES]
