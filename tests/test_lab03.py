@@ -59,12 +59,13 @@ def test_weights_file_reloads_exactly(results):
 
 @pytest.mark.slow
 def test_stl_mtl_and_fusion_accuracies(results):
-    stl_mtl = results["stl_mtl_accuracy"]
-    fusion = results["fusion_accuracy"]
+    stl_mtl = {row["run"]: row for row in results["stl_mtl_accuracy"]}
+    fusion = {row["run"]: row for row in results["fusion_accuracy"]}
+    assert set(stl_mtl) == {"single-task (3 models)", "multi-task (1 model)"}
+    assert set(fusion) == {"end-to-end (1 model)", "gender fusion"}
     for table in (stl_mtl, fusion):
-        for task in TASKS:
-            for value in table[task].values():
-                assert 0.0 <= value <= 1.0
+        for row in table.values():
+            assert all(0.0 <= row[task] <= 1.0 for task in TASKS)
     # the fused model reports the gender classifier's own predictions
-    assert fusion["gender"]["gender fusion"] == pytest.approx(
-        stl_mtl["gender"]["single-task (3 models)"])
+    assert fusion["gender fusion"]["gender"] == pytest.approx(
+        stl_mtl["single-task (3 models)"]["gender"])
