@@ -1,0 +1,45 @@
+"""Lab 01 runs headlessly and records the numbers its text explains."""
+
+import pytest
+
+from faceattr_lab import config, runner
+
+N_IMAGES, N_PER_LAYOUT = 1000, 300
+
+
+@pytest.mark.slow
+def test_lab01_records_its_analysis(tmp_path, monkeypatch):
+    monkeypatch.setenv(config.DATA_ENV, str(tmp_path / "data"))
+    monkeypatch.setenv(config.OUTPUT_ENV, str(tmp_path / "out"))
+    row = runner.run_lab("01", parameters={"N_IMAGES": N_IMAGES, "N_PER_LAYOUT": N_PER_LAYOUT},
+                         output=tmp_path / "labs")
+    assert row["status"] == "ok", row["error"]
+    results = row["results"]
+
+    # every synthetic file is either loaded or excluded with a reason (5 UTKFace defects)
+    assert results["n_images"] + results["n_excluded"] == N_IMAGES
+    assert results["n_excluded"] == 5
+    assert results["excluded_per_layout"]["utkface"] == 5
+    assert results["excluded_per_layout"]["afad"] == 5  # 3 Thumbs.db + README.md + AFAD-Full.txt
+    assert results["excluded_per_layout"]["adience"] == 8  # the (25, 23) typo is read, not dropped
+
+    # the majority model: balanced accuracy is 1/k, accuracy the majority share (>= 1/k)
+    for base in results["majority_baseline"]:
+        assert base["balanced_accuracy"] == pytest.approx(1 / base["k"], abs=1e-3)
+        assert 0 <= base["accuracy"] <= 1
+    race = {b["dataset"].split(" ")[0]: b for b in results["majority_baseline"]
+            if b["task"] == "race"}
+    assert race["utkface"]["predicts"] == "White"
+    assert race["utkface"]["accuracy"] > race["fairface"]["accuracy"]
+
+    # UTKFace-like race labels are more imbalanced than FairFace-like ones
+    imbalance = results["imbalance"]
+    assert imbalance["utkface (main) race"]["imbalance_ratio"] > \
+        imbalance["fairface race"]["imbalance_ratio"]
+    assert 0 < imbalance["utkface (main) race"]["normalised_entropy"] < \
+        imbalance["fairface race"]["normalised_entropy"] <= 1
+
+    # right-closed bins move the boundary ages; the lab counts them
+    assert 0 < results["right_closed_misbinned"] < results["n_images"]
+    assert [s["layout"] for s in results["layout_shapes"]] == ["utkface", "fairface", "afad",
+                                                               "adience"]
