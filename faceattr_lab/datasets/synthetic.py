@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 __all__ = ["RACES", "LAYOUTS", "render_face", "make_synthetic", "synthetic_dataset"]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 MANIFEST = "synthetic_manifest.json"
 LAYOUTS = ("utkface", "fairface", "afad", "adience")
 RACES = ("White", "Black", "Latino_Hispanic", "East Asian", "Southeast Asian", "Indian",
@@ -117,9 +117,9 @@ def _identity(gender: int, age: float, race: str, rng: np.random.Generator) -> d
     skin = tuple(int(np.clip(c * tone + 6 * rng.standard_normal(), 0, 255)) for c in look["skin"])
     # hair style: length in "face heights below the eyes" (0 = no back hair)
     if female:
-        style = rng.choice(["long", "medium", "short", "bun"], p=[.55, .27, .12, .06])
+        style = rng.choice(["long", "medium", "short", "bun"], p=[.68, .22, .06, .04])
     else:
-        style = rng.choice(["short", "buzz", "medium", "long"], p=[.68, .2, .08, .04])
+        style = rng.choice(["short", "buzz", "medium", "long"], p=[.72, .22, .05, .01])
     if age < 2:
         style = "baby"
     bald = (not female) and adult and rng.random() < _sigmoid((age - 52) / 7) * 0.7
@@ -141,7 +141,7 @@ def _identity(gender: int, age: float, race: str, rng: np.random.Generator) -> d
         jaw=float(np.clip((3.2 if not female else 2.3) + 0.3 * rng.standard_normal(), 1.8, 4.0))
         if adult else 2.2,
         taper=float((0.16 if female else 0.08) + 0.03 * rng.standard_normal()),
-        lipstick=bool(female and adult and rng.random() < 0.5),
+        lipstick=bool(female and age >= 13 and rng.random() < 0.75),
         grey=float(np.clip(rng.normal(1.0, 0.2), 0.5, 1.5)),
         glasses=bool(rng.random() < (0.08 + 0.2 * (age > 45))),
         shirt=tuple(int(c) for c in rng.integers(20, 235, 3)),
@@ -182,7 +182,7 @@ def _draw_person(ident: dict, rng: np.random.Generator, S: int) -> Image.Image:
     skin = ident["skin"]
     if age > 50:  # older skin: a little paler and less saturated
         skin = _mix(skin, (200, 190, 185), 0.15 * (age - 50) / 40)
-    greyness = float(np.clip(_sigmoid((age - 50) / 7) * ident["grey"], 0, 1))
+    greyness = float(np.clip(_sigmoid((age - 47) / 6) * ident["grey"], 0, 1))
     hair = _mix(ident["hair"], (205, 205, 205), greyness)
     cx, cy = 0.5 * S, 0.47 * S
     b = S * (0.30 - 0.05 * juv)  # half face height: children have a short lower face
@@ -278,13 +278,13 @@ def _draw_person(ident: dict, rng: np.random.Generator, S: int) -> Image.Image:
     d.line([(cx - mw, my), (cx + mw, my)], fill=_scale(lip, 0.45) + (255,), width=max(1, S // 128))
 
     # age lines: forehead, nasolabial folds
-    if age > 28:
-        strength = min(1.0, (age - 28) / 40)
+    if age > 25:
+        strength = min(1.0, (age - 25) / 30)
         for k in range(1 + int(3 * old)):
             fy = eye_y - eh - 0.33 * b - k * 0.09 * b
             _paint(img, _scale(skin, 0.6), strength, lambda m, fy=fy: m.arc(
                 [cx - 0.55 * a, fy, cx + 0.55 * a, fy + 0.25 * b], 200, 340, fill=255,
-                width=max(1, S // 100)))
+                width=max(1, S // 64)))
         for side in (-1, 1):
             _paint(img, _scale(skin, 0.62), strength, lambda m, side=side: m.line(
                 [(cx + side * 1.25 * nw, nose_bot - 0.1 * nw), (cx + side * (mw + 0.05 * a),
