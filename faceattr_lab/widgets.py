@@ -118,6 +118,20 @@ def _thumbnails(paths, image_size: int) -> np.ndarray:
     return np.stack(images)
 
 
+def _show(output, *objects) -> None:
+    """Replace what an ``Output`` widget shows (strings as text, anything else displayed).
+
+    Sets the widget's contents directly instead of capturing with ``with output:`` and
+    ``clear_output(wait=True)``, which can hang a headless kernel under nbclient/papermill.
+    """
+    output.outputs = ()
+    for obj in objects:
+        if isinstance(obj, str):
+            output.append_stdout(obj + "\n")
+        else:
+            output.append_display_data(obj)
+
+
 def face_browser(df: pd.DataFrame, n: int = 24, image_size: int = 64, seed: int = 0):
     """A panel that filters faces by gender, race and age and shows a grid of matches. Lab 01.
 
@@ -129,7 +143,6 @@ def face_browser(df: pd.DataFrame, n: int = 24, image_size: int = 64, seed: int 
     returns the matching rows and ``count`` is the ``Label`` showing their number.
     """
     import ipywidgets as widgets
-    from IPython.display import display
 
     from faceattr_lab import plots
 
@@ -172,17 +185,15 @@ def face_browser(df: pd.DataFrame, n: int = 24, image_size: int = 64, seed: int 
     def update(*_):
         matches = selection()
         count.value = f"{len(matches)} of {len(df)} faces match"
-        with output:
-            output.clear_output(wait=True)
-            if matches.empty:
-                print("No face matches these filters; clear a selection (ctrl/cmd-click).")
-                return
-            shown = matches.sample(min(n, len(matches)), random_state=state["seed"])
-            titles = [_caption(row) for row in shown.itertuples(index=False)]
-            fig = plots.image_grid(_thumbnails(shown["path"], image_size), titles=titles,
-                                   ncols=min(8, len(shown)), max_images=n,
-                                   title=f"{len(shown)} of {len(matches)} matching faces")
-            display(fig)
+        if matches.empty:
+            _show(output, "No face matches these filters; clear a selection (ctrl/cmd-click).")
+            return
+        shown = matches.sample(min(n, len(matches)), random_state=state["seed"])
+        titles = [_caption(row) for row in shown.itertuples(index=False)]
+        fig = plots.image_grid(_thumbnails(shown["path"], image_size), titles=titles,
+                               ncols=min(8, len(shown)), max_images=n,
+                               title=f"{len(shown)} of {len(matches)} matching faces")
+        _show(output, fig)
 
     def new_sample(_):
         state["seed"] += 1
@@ -292,7 +303,6 @@ def cnn_playground(train_df: pd.DataFrame, val_df: pd.DataFrame, schemes, image_
     ``runs`` the list of tidy metric tables.
     """
     import ipywidgets as widgets
-    from IPython.display import display
 
     from faceattr_lab import evaluate, labels, plots
 
@@ -339,10 +349,8 @@ def cnn_playground(train_df: pd.DataFrame, val_df: pd.DataFrame, schemes, image_
                                          run=f"run {len(runs) + 1}: {knobs_label(knobs())}")
             runs.append(table)
             status.value = f"done: run {len(runs)}"
-            with output:
-                output.clear_output(wait=True)
-                display(evaluate.wide(pd.concat(runs, ignore_index=True)))
-                display(plots.training_curves(history, title=table["run"].iloc[0]))
+            _show(output, evaluate.wide(pd.concat(runs, ignore_index=True)),
+                  plots.training_curves(history, title=table["run"].iloc[0]))
             return table, history
         finally:
             button.disabled = False
