@@ -40,7 +40,7 @@ def test_folders_follow_environment(tmp_path):
 
 def test_settings_profiles_and_overrides(tmp_path):
     quick = config.settings("99_test", "quick")
-    assert (quick.dataset, quick.image_size) == ("synthetic", 64)
+    assert (quick.dataset, quick.image_size) == ("synthetic", 32)
     full = config.settings("99_test", "full", lab_defaults={"full": {"image_size": 224}})
     assert (full.dataset, full.image_size, full.weights) == ("utkface", 224, "imagenet")
     mine = config.settings("99_test", "full", image_size=100, epochs=None, custom=3)
