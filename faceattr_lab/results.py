@@ -66,7 +66,7 @@ def to_jsonable(value):
     )
 
 
-def record(name: str, value, *, display: bool = True):
+def record(name: str, value, *, display: bool = True) -> None:
     """Record ``value`` under ``name`` in the run's ``results.json`` and show it. Lab 00."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got {name!r}.")
@@ -77,7 +77,6 @@ def record(name: str, value, *, display: bool = True):
     _write(file, data)
     if display:
         _show(name, clean)
-    return value
 
 
 def load(file: str | Path | None = None) -> dict:
