@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # Quiet TensorFlow's C++ start-up banner in batch runs.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: labs test unit nbval bench student clean
+.PHONY: labs test unit nbval labresults bench student clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,14 +20,21 @@ $(STAMP): pyproject.toml
 labs: $(STAMP)
 	$(VENV)/bin/faceattr-lab labs run
 
-## test: unit tests, then every lab under nbval
-test: unit nbval
+## test: unit tests, every lab under nbval, then the tests of what each lab recorded
+test: unit nbval labresults
+
+NBVAL_OUT := $(CURDIR)/outputs/nbval
 
 unit: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -m "not lab"
 
 nbval: $(STAMP)
-	$(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider labs
+	rm -rf $(NBVAL_OUT)
+	FACEATTR_LAB_OUTPUT=$(NBVAL_OUT) FACEATTR_LAB_QUIET=1 $(PY) -m pytest --nbval-lax \
+		--nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider labs
+
+labresults: $(STAMP)
+	FACEATTR_LAB_RESULTS_FROM=$(NBVAL_OUT) $(PY) -m pytest tests -m lab
 
 ## bench: input-pipeline throughput (not a test; figures go in the README)
 bench: $(STAMP)

@@ -2,19 +2,12 @@
 
 import pytest
 
-from faceattr_lab import config, runner
-
-N_IMAGES, N_PER_LAYOUT = 1000, 300
+N_IMAGES = 3000  # the lab's default synthetic set
 
 
-@pytest.mark.slow
-def test_lab01_records_its_analysis(tmp_path, monkeypatch):
-    monkeypatch.setenv(config.DATA_ENV, str(tmp_path / "data"))
-    monkeypatch.setenv(config.OUTPUT_ENV, str(tmp_path / "out"))
-    row = runner.run_lab("01", parameters={"N_IMAGES": N_IMAGES, "N_PER_LAYOUT": N_PER_LAYOUT},
-                         output=tmp_path / "labs")
-    assert row["status"] == "ok", row["error"]
-    results = row["results"]
+@pytest.mark.lab
+def test_lab01_records_its_analysis(lab_results):
+    results = lab_results("01")
 
     # every synthetic file is either loaded or excluded with a reason (5 UTKFace defects)
     assert results["n_images"] + results["n_excluded"] == N_IMAGES
