@@ -7,7 +7,7 @@ columns); everything it did not load is in ``df.attrs["excluded"]`` with a reaso
 
 from __future__ import annotations
 
-import importlib
+from faceattr_lab._lazy import lazy_exports
 
 # public name -> submodule that defines it (imported on first use: no import-time work)
 _EXPORTS = {
@@ -27,14 +27,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-        value = globals()[name] = getattr(module, name)  # cache: later look-ups skip this hook
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,7 +6,7 @@ dict of outputs keyed by the label scheme's ``output`` name (``"gender"``, ``"ag
 
 from __future__ import annotations
 
-import importlib
+from faceattr_lab._lazy import lazy_exports
 
 # public name -> submodule that defines it (imported on first use: no import-time work)
 _EXPORTS = {
@@ -22,6 +22,9 @@ _EXPORTS = {
     "CoralOutput": "heads",
     "gender_conditioned": "conditioned",
     "gender_fusion": "fusion",
+    "split_by_gender": "fusion",
+    "cnn_encoder": "cnn",
+    "LocalResponseNormalization": "levi_hassner_cnn",
     "supcon_encoder": "supcon",
     "projection_model": "supcon",
     "classifier_model": "supcon",
@@ -30,14 +33,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        module = importlib.import_module(f"{__name__}.{_EXPORTS[name]}")
-        value = globals()[name] = getattr(module, name)  # cache: later look-ups skip this hook
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
