@@ -36,9 +36,11 @@ nbval: $(STAMP)
 labresults: $(STAMP)
 	FACEATTR_LAB_RESULTS_FROM=$(NBVAL_OUT) $(PY) -m pytest tests -m lab
 
-## bench: input-pipeline throughput (not a test; figures go in the README)
+## bench: input-pipeline throughput and seconds per epoch per model family (not tests;
+## the figures go in the README)
 bench: $(STAMP)
 	$(VENV)/bin/faceattr-lab bench pipeline
+	$(VENV)/bin/faceattr-lab bench models
 
 ## student: build the student versions of the labs (solutions removed) into outputs/student
 student: $(STAMP)

@@ -1,4 +1,4 @@
-"""How fast the input pipeline is, compared with the studies' PIL loop. Lab 02.
+"""Benchmarks: input-pipeline throughput, and seconds per epoch of each model family. Lab 02.
 
 ``pipeline_throughput()`` writes its own synthetic 200x200 JPEGs (UTKFace's size) to a
 temporary folder and times three ways of turning them into ``image_size`` arrays:
@@ -153,4 +153,83 @@ def print_pipeline_benchmark(n: int = 2000, image_size: int = 64, batch_size: in
     return table
 
 
-__all__ = ["pipeline_throughput", "print_pipeline_benchmark", "machine"]
+# One (builder, schemes) pair per model family of the five studies.
+def _families(image_size: int) -> dict:
+    from faceattr_lab import labels, models
+
+    three = [labels.get("gender"), labels.get("age_fairface9"), labels.get("race_utk5")]
+    ordinal = [labels.get("gender"), labels.coral(21, 60)]
+    shape = (image_size, image_size, 3)
+    return {
+        "custom CNN (study C)": (lambda: models.custom_cnn(shape, three), three),
+        "custom CNN + CORAL (C)": (lambda: models.custom_cnn(shape, ordinal), ordinal),
+        "Levi-Hassner (study D)": (lambda: models.levi_hassner(shape, three), three),
+        "MobileNetV2 frozen + heads (B)": (
+            lambda: models.transfer_model("MobileNetV2", shape, three, weights=None), three),
+        "ResNet50V2 frozen + heads (B)": (
+            lambda: models.transfer_model("ResNet50V2", shape, three, weights=None), three),
+        "VGG16 gender gating (E)": (lambda: models.gender_conditioned(
+            "VGG16", shape, three, mode="gating", weights=None), three),
+        "VGG16 gender attention (E)": (lambda: models.gender_conditioned(
+            "VGG16", shape, three, mode="attention", weights=None), three),
+        "SupCon encoder + projections (A)": (lambda: models.projection_model(
+            models.supcon_encoder("MobileNetV2", shape), three), None),
+    }
+
+
+def model_epoch_times(n: int = 1000, image_size: int = 64, batch_size: int = 64) -> pd.DataFrame:
+    """Seconds per training epoch of each model family on ``n`` random images. Lab 03.
+
+    Each model is built, compiled for its schemes (SupCon: the contrastive loss) and fitted for
+    two epochs on in-memory random images, so decoding does not count; the second epoch is
+    timed (the first includes graph tracing). Random labels: this measures speed, not learning.
+    """
+    import keras
+    import tensorflow as tf
+
+    from faceattr_lab import losses, models
+
+    tf.get_logger().setLevel("ERROR")  # each new model retraces: expected here, not a warning
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (n, image_size, image_size, 3)).astype("float32")
+    rows = []
+    for family, (build, schemes) in _families(image_size).items():
+        keras.utils.clear_session()
+        model = build()
+        if schemes is None:  # SupCon phase 1: class labels, contrastive loss per projection
+            names = list(model.output_names)
+            model.compile(optimizer="adam", loss={k: losses.SupConLoss() for k in names})
+            targets = {k: rng.integers(0, 5, n) for k in names}
+        else:
+            models.compile_for(model, schemes)
+            targets = {s.output: rng.integers(0, s.num_classes, n) for s in schemes}
+        times = []
+
+        class Timer(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.start = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                times.append(time.perf_counter() - self.start)
+
+        model.fit(images, targets, batch_size=batch_size, epochs=2, verbose=0,
+                  callbacks=[Timer()])
+        counts = models.count_params(model)
+        rows.append({"family": family, "params": counts["total"],
+                     "trainable": counts["trainable"], "s_per_epoch": round(times[-1], 2),
+                     "images_per_s": round(n / times[-1], 1)})
+    return pd.DataFrame(rows)
+
+
+def print_model_benchmark(n: int = 1000, image_size: int = 64) -> pd.DataFrame:
+    """Run :func:`model_epoch_times` and print the table and the machine. Lab 03."""
+    table = model_epoch_times(n=n, image_size=image_size)
+    info = machine()
+    print(f"Seconds per epoch: {n} images at {image_size} px, batch 64, second epoch timed")
+    print(f"Machine: {info['cpu']}, {info['cores']} cores, TensorFlow {info['tensorflow']}")
+    print(table.to_string(index=False))
+    return table
+
+
+__all__ = ["pipeline_throughput", "print_pipeline_benchmark", "machine", "model_epoch_times",
+           "print_model_benchmark"]

@@ -9,6 +9,7 @@
     faceattr-lab labs run [LAB ...] [-p NAME VALUE ...] [--output DIR]
     faceattr-lab labs student [--output DIR]
     faceattr-lab bench pipeline [--n N]
+    faceattr-lab bench models [--n N] [--image-size PX]
 
 Heavy modules (TensorFlow, pandas, papermill) load inside the command that needs them, so
 ``faceattr-lab --help`` answers at once. A mistake in the arguments prints one line to stderr
@@ -135,6 +136,13 @@ def _cmd_bench_pipeline(args) -> int:
     return 0
 
 
+def _cmd_bench_models(args) -> int:
+    from faceattr_lab import benchmarks
+
+    benchmarks.print_model_benchmark(n=args.n, image_size=args.image_size)
+    return 0
+
+
 def _version(dist: str) -> str:
     try:
         return metadata.version(dist)
@@ -221,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench_cmds.add_parser("pipeline", help="input-pipeline throughput (images/s)")
     p.add_argument("--n", type=_positive_int, default=2000, help="images to time (2000)")
     p.set_defaults(func=_cmd_bench_pipeline)
+    p = bench_cmds.add_parser("models", help="seconds per epoch of each model family")
+    p.add_argument("--n", type=_positive_int, default=1000, help="images per epoch (1000)")
+    p.add_argument("--image-size", type=_positive_int, default=64, help="pixels (64)")
+    p.set_defaults(func=_cmd_bench_models)
 
     p = groups.add_parser("info", help="versions, GPU, data and output folders")
     p.set_defaults(func=_cmd_info)
