@@ -282,11 +282,14 @@ def test_bench_pipeline(monkeypatch):
     seen = []
     fake = types.ModuleType("faceattr_lab.benchmarks")
     fake.print_pipeline_benchmark = lambda n: seen.append(n)
+    fake.print_model_benchmark = lambda n, image_size: seen.append((n, image_size))
     monkeypatch.setitem(sys.modules, "faceattr_lab.benchmarks", fake)
     monkeypatch.setattr(faceattr_lab, "benchmarks", fake, raising=False)
     assert cli.main(["bench", "pipeline", "--n", "64"]) == 0
     assert cli.main(["bench", "pipeline"]) == 0
-    assert seen == [64, 2000]
+    assert cli.main(["bench", "models", "--n", "32", "--image-size", "48"]) == 0
+    assert cli.main(["bench", "models"]) == 0
+    assert seen == [64, 2000, (32, 48), (1000, 64)]
 
 
 def test_value_error_from_a_command_is_one_line(monkeypatch, capsys):
