@@ -31,7 +31,7 @@ def test_lab02_records_every_configuration(tmp_path, monkeypatch):
     baseline_mae, majority = results["mean_age_baseline_mae"], results["majority_gender_accuracy"]
     assert 0.5 <= majority < 0.6 and baseline_mae > 10
     assert grid["base"]["gender accuracy"] > majority + 0.15
-    assert grid["base"]["age mae"] < baseline_mae - 2.0
+    assert grid["base"]["age mae"] < baseline_mae - 1.0
     assert "base" in results["configs_learned"]
     assert len(results["configs_learned"]) >= len(QUICK_GRID) // 2
     # best and worst are the grid's lowest and highest joint test loss
