@@ -1,8 +1,9 @@
 """Self-checks for the labs' exercises: each says "pass" or exactly what is off. Lab 00.
 
 A check calls the student's function on hand-made cases whose answers are written out here,
-independently of the kit's own code, and prints one line per problem. It returns ``True`` on
-success, so a grader can call the same function.
+independently of the kit's own code, and prints "pass" or one line per problem. In a lab
+(``strict=True``) an unsolved exercise raises :class:`CheckFailed`, so "Run all" stops there;
+a grader passes ``strict=False`` and gets ``True`` or ``False`` back.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ class CheckFailed(AssertionError):
     """Raised by a self-check with ``strict=True`` when the exercise is not solved yet."""
 
 
-def _verdict(name: str, problems: list[str], strict: bool) -> bool:
+def _verdict(name: str, problems: list[str], strict: bool) -> bool | None:
     if problems:
         text = f"{name}: not yet. " + " ".join(problems)
         if strict:
@@ -20,7 +21,7 @@ def _verdict(name: str, problems: list[str], strict: bool) -> bool:
         print(text)
         return False
     print(f"{name}: pass")
-    return True
+    return None if strict else True  # None: a lab cell ending in the check echoes nothing
 
 
 def _close(a, b, tol: float = 1e-6) -> bool:
@@ -30,7 +31,7 @@ def _close(a, b, tol: float = 1e-6) -> bool:
         return False
 
 
-def majority_share(fn, strict: bool = True) -> bool:
+def majority_share(fn, strict: bool = True) -> bool | None:
     """Check lab 00's ``majority_share(labels)`` on hand-made label lists. Lab 00."""
     cases = [([0, 0, 1], 2 / 3), (["a"], 1.0), ([1, 2, 3, 3], 0.5), ([5, 5, 5, 5], 1.0)]
     problems = []
@@ -41,7 +42,7 @@ def majority_share(fn, strict: bool = True) -> bool:
     return _verdict("majority_share", problems, strict)
 
 
-def balanced_accuracy_from_confusion(fn, strict: bool = True) -> bool:
+def balanced_accuracy_from_confusion(fn, strict: bool = True) -> bool | None:
     """Check lab 01's ``balanced_accuracy_from_confusion(cm)`` on hand-computed matrices. Lab 01.
 
     Rows of ``cm`` are true classes, columns predictions; the answer is the mean recall.
@@ -67,7 +68,7 @@ def balanced_accuracy_from_confusion(fn, strict: bool = True) -> bool:
     return _verdict("balanced_accuracy_from_confusion", problems, strict)
 
 
-def four_race_counts(fn, strict: bool = True) -> bool:
+def four_race_counts(fn, strict: bool = True) -> bool | None:
     """Check lab 01's ``four_race_counts(races)`` (FairFace's 4-race grouping). Lab 01."""
     zero = {"White": 0, "Black": 0, "Asian": 0, "Indian": 0, "excluded": 0}
     cases = [
@@ -92,7 +93,7 @@ def four_race_counts(fn, strict: bool = True) -> bool:
     return _verdict("four_race_counts", problems, strict)
 
 
-def to_fairface_group(fn, strict: bool = True) -> bool:
+def to_fairface_group(fn, strict: bool = True) -> bool | None:
     """Check lab 01's ``to_fairface_group(age)``: left-closed bins at every boundary. Lab 01."""
     table = {0: "0-2", 2: "0-2", 3: "3-9", 9: "3-9", 10: "10-19", 19: "10-19", 20: "20-29",
              29: "20-29", 30: "30-39", 39: "30-39", 40: "40-49", 49: "40-49", 50: "50-59",
@@ -116,7 +117,7 @@ def to_fairface_group(fn, strict: bool = True) -> bool:
 # Lab 03: transfer learning
 # ---------------------------------------------------------------------------------------------
 
-def head_params(fn, strict: bool = True) -> bool:
+def head_params(fn, strict: bool = True) -> bool | None:
     """Check lab 03's ``head_params(feature_dim, class_counts)``: trainable parameters of
     softmax heads on a frozen backbone, counted by hand ((d + 1) * k per head). Lab 03."""
     cases = [((1280, [2, 9, 5]), 20496), ((512, [2]), 1026), ((2048, [2, 9, 5]), 32784),
@@ -134,7 +135,7 @@ def head_params(fn, strict: bool = True) -> bool:
     return _verdict("head_params", problems, strict)
 
 
-def fine_tune_step(fn, strict: bool = True) -> bool:
+def fine_tune_step(fn, strict: bool = True) -> bool | None:
     """Check lab 03's ``fine_tune(model, n_layers, learning_rate)`` on a hand-made model. Lab 03.
 
     The model is a nested "backbone" of three Dense layers (block1..block3, frozen) under a
@@ -185,7 +186,7 @@ def fine_tune_step(fn, strict: bool = True) -> bool:
     return _verdict("fine_tune", problems, strict)
 
 
-def min_input_size(fn, strict: bool = True) -> bool:
+def min_input_size(fn, strict: bool = True) -> bool | None:
     """Check lab 03's ``min_input_size(name)`` against keras.applications' documented minimum
     input sides (Xception 71, InceptionResNetV2 75, the others 32). Lab 03."""
     cases = {"Xception": 71, "InceptionResNetV2": 75, "MobileNetV2": 32, "VGG19": 32,
@@ -202,7 +203,7 @@ def min_input_size(fn, strict: bool = True) -> bool:
     return _verdict("min_input_size", problems, strict)
 
 
-def mae_to_years(fn, strict: bool = True) -> bool:
+def mae_to_years(fn, strict: bool = True) -> bool | None:
     """Check lab 02's ``mae_to_years(mae, max_age)``: an MAE on the [0, 1] scale in years. Lab 02."""
     cases = [((0.0673, 116), 7.8068), ((0.0549, 116), 6.3684), ((0.1, 100), 10.0),
              ((0.0, 116), 0.0)]
@@ -215,7 +216,7 @@ def mae_to_years(fn, strict: bool = True) -> bool:
     return _verdict("mae_to_years", problems, strict)
 
 
-def one_factor_configs(fn, strict: bool = True) -> bool:
+def one_factor_configs(fn, strict: bool = True) -> bool | None:
     """Check lab 02's ``one_factor_configs(base, knob, values)``: one variant per new value. Lab 02."""
     base = {"dropout": 0.5, "dense_units": 512}
     cases = [
@@ -238,7 +239,7 @@ def one_factor_configs(fn, strict: bool = True) -> bool:
     return _verdict("one_factor_configs", problems, strict)
 
 
-def mean_std(fn, strict: bool = True) -> bool:
+def mean_std(fn, strict: bool = True) -> bool | None:
     """Check lab 02's ``mean_std(values)``: mean and sample std (n - 1) of seed results. Lab 02."""
     cases = [([0.90, 0.92, 0.94], (0.92, 0.02)), ([1.0, 2.0, 3.0, 4.0], (2.5, 1.2909944)),
              ([5.0, 5.0], (5.0, 0.0))]

@@ -165,3 +165,16 @@ def test_committed_labs_keep_the_conventions():
     assert labs, "no labs found"
     for path in labs:
         assert notebooks.lint_lab(path) == [], path.name
+
+
+def test_labs_have_exercises_with_self_checks_and_student_stubs():
+    for path in runner.list_labs(ROOT / "labs"):
+        nb = nbformat.read(path, as_version=4)
+        code = [c.source for c in nb.cells if c.cell_type == "code"]
+        solutions = sum(src.count(notebooks.BEGIN) for src in code)
+        assert solutions >= (1 if path.name.startswith("00_") else 2), path.name
+        assert sum("fl.checks." in src for src in code) >= solutions, path.name
+        student = notebooks.student_version(nb)
+        student_code = "\n".join(c.source for c in student.cells if c.cell_type == "code")
+        assert notebooks.BEGIN not in student_code
+        assert student_code.count("raise NotImplementedError()") == solutions
