@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from faceattr_lab import config, runner
-
 CHEAP_STUDY_B = {"Xception", "VGG19", "MobileNetV2"}  # built and counted in the quick profile
 TASKS = ("gender", "age", "race")
 HEADS = (1280 + 1) * (2 + 9 + 5)  # softmax heads on MobileNetV2's 1280 features, by hand
 
 
-@pytest.mark.slow
-def test_lab03_runs_and_records_what_it_teaches(tmp_path, monkeypatch):
-    monkeypatch.setenv(config.DATA_ENV, str(tmp_path / "data"))
-    monkeypatch.setenv(config.OUTPUT_ENV, str(tmp_path / "out"))
-    row = runner.run_lab("03", output=tmp_path / "out")
-    assert row["status"] == "ok", row["error"]
-    results = row["results"]
+@pytest.mark.lab
+def test_lab03_runs_and_records_what_it_teaches(lab_results):
+    results = lab_results("03")
 
     # keras.applications sizes without the top (millions): keras.io's published totals minus
     # the (d + 1) * 1000 ImageNet classifier, and VGG19's 16 conv layers
