@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from faceattr_lab import runner
-
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.lab
 
 # the quick profile: one variation per knob of study C that a CPU can afford
 QUICK_GRID = {"base", "bn_order=relu_bn", "age_activation=relu",
               "dropout=0.6", "optimizer=rmsprop", "augment=True", "separate=True"}
 
 
-def test_lab02_records_every_configuration(tmp_path, monkeypatch):
-    monkeypatch.setenv("FACEATTR_LAB_DATA", str(tmp_path / "data"))
-    monkeypatch.setenv("FACEATTR_LAB_OUTPUT", str(tmp_path / "out"))
-    row = runner.run_lab("02", output=tmp_path / "labs")
-    assert row["status"] == "ok", row["error"]
-    results = row["results"]
+def test_lab02_records_every_configuration(lab_results):
+    results = lab_results("02")
     assert set(results["configs"]) == QUICK_GRID
     grid = {r["run"]: r for r in results["grid"]}
     assert set(grid) == QUICK_GRID
