@@ -25,13 +25,16 @@ test: unit nbval labresults
 
 NBVAL_OUT := $(CURDIR)/outputs/nbval
 
+# Two workers: much of a Keras test is single-threaded graph tracing, so two processes keep
+# both cores busy. nbval keeps each notebook's cells together on one worker (--dist loadfile).
 unit: $(STAMP)
-	$(PY) -m pytest tests -m "not lab"
+	$(PY) -m pytest tests -m "not lab" -n 2
 
 nbval: $(STAMP)
 	rm -rf $(NBVAL_OUT)
 	FACEATTR_LAB_OUTPUT=$(NBVAL_OUT) FACEATTR_LAB_QUIET=1 $(PY) -m pytest --nbval-lax \
-		--nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider labs
+		--nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider \
+		-n 2 --dist loadfile labs
 
 labresults: $(STAMP)
 	FACEATTR_LAB_RESULTS_FROM=$(NBVAL_OUT) $(PY) -m pytest tests -m lab
