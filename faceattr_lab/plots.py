@@ -224,18 +224,21 @@ def compare_runs(table: pd.DataFrame, metric: str, x: str = "run", hue: str | No
     hues = list(dict.fromkeys(stats[hue])) if len(keys) == 2 else [None]
     fig, ax = _figure(figsize=(max(5.0, 0.8 * len(xs) * len(hues) + 2), 4))
     width = 0.8 / len(hues)
+    repeated = stats["std"].notna().any()  # single runs have no spread: draw no error bars
     for i, h in enumerate(hues):
         part = stats if h is None else stats[stats[hue] == h]
         part = part.set_index(x).reindex(xs)
         positions = np.arange(len(xs)) + (i - (len(hues) - 1) / 2) * width
-        bars = ax.bar(positions, part["mean"], width, yerr=part["std"].fillna(0), capsize=4,
+        bars = ax.bar(positions, part["mean"], width,
+                      yerr=part["std"].fillna(0) if repeated else None, capsize=4,
                       label=None if h is None else str(h))
         ax.bar_label(bars, labels=[f"{v:.3g}" if pd.notna(v) else "" for v in part["mean"]],
                      fontsize=7, padding=2, label_type="center")
     ax.set_xticks(np.arange(len(xs)), [str(v) for v in xs])
     if max(len(str(v)) for v in xs) > 10:
         ax.tick_params(axis="x", labelrotation=30)
-    ax.set(xlabel=x, ylabel=metric, title=title or f"{metric} by {x} (error bars: std)")
+    default = f"{metric} by {x}" + (" (error bars: std)" if repeated else "")
+    ax.set(xlabel=x, ylabel=metric, title=title or default)
     if hues != [None]:
         ax.legend(title=hue, fontsize="small")
     ax.grid(axis="y", alpha=0.3)
