@@ -31,21 +31,18 @@ def _four(races):
     return out
 
 
-def _fine_tune(model, n_layers, learning_rate):
-    backbone = model.get_layer("backbone")
-    backbone.trainable = True
-    for layer in backbone.layers[:-n_layers]:
-        layer.trainable = False
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss={"gender": "sparse_categorical_crossentropy"})
-    return model
-
-
 def _fine_tune_without_compile(model, n_layers, learning_rate):
     backbone = model.get_layer("backbone")
     backbone.trainable = True
     for layer in backbone.layers[:-n_layers]:
         layer.trainable = False
+    return model
+
+
+def _fine_tune(model, n_layers, learning_rate):
+    _fine_tune_without_compile(model, n_layers, learning_rate)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss={"gender": "sparse_categorical_crossentropy"})
     return model
 
 

@@ -15,14 +15,19 @@ def _normalise(v):
     return v / np.linalg.norm(v)
 
 
-def supcon_reference(labels, features, temperature, base_temperature):
-    """Khosla et al. eq. 2 (L_out), one anchor at a time, in float64."""
+def _anchors(labels, features):
+    """Every (normalised view, label) pair, view-major, as the losses order them."""
     labels = np.asarray(labels).reshape(-1)
     features = np.asarray(features, dtype=np.float64)
     if features.ndim == 2:
         features = features[:, None, :]
     batch, views, _ = features.shape
-    anchors = [(_normalise(features[i, v]), labels[i]) for v in range(views) for i in range(batch)]
+    return [(_normalise(features[i, v]), labels[i]) for v in range(views) for i in range(batch)]
+
+
+def supcon_reference(labels, features, temperature, base_temperature):
+    """Khosla et al. eq. 2 (L_out), one anchor at a time, in float64."""
+    anchors = _anchors(labels, features)
     total = 0.0
     for a, (z_a, y_a) in enumerate(anchors):
         others = [b for b in range(len(anchors)) if b != a]
@@ -39,12 +44,7 @@ def supcon_reference(labels, features, temperature, base_temperature):
 
 def npairs_reference(labels, features, temperature):
     """Softmax cross-entropy per row of f f^T / tau against the normalised same-label row."""
-    labels = np.asarray(labels).reshape(-1)
-    features = np.asarray(features, dtype=np.float64)
-    if features.ndim == 2:
-        features = features[:, None, :]
-    batch, views, _ = features.shape
-    anchors = [(_normalise(features[i, v]), labels[i]) for v in range(views) for i in range(batch)]
+    anchors = _anchors(labels, features)
     total = 0.0
     for z_a, y_a in anchors:
         row = [z_a @ z_b / temperature for z_b, _ in anchors]
