@@ -240,7 +240,7 @@ def compare_runs(table: pd.DataFrame, metric: str, x: str = "run", hue: str | No
     default = f"{metric} by {x}" + (" (error bars: std)" if repeated else "")
     ax.set(xlabel=x, ylabel=metric, title=title or default)
     if hues != [None]:
-        ax.legend(title=hue, fontsize="small")
+        ax.legend(title=hue, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))  # off the bars
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
