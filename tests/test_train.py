@@ -111,6 +111,42 @@ def test_same_seed_same_metrics(tmp_path):
     assert histories[0] == histories[1]
 
 
+def _variables_created_while_tracing(model, train_ds, prebuild):
+    """Variables a fit of one epoch creates inside tf.function traces."""
+    created = []
+
+    def creator(next_creator, **kwargs):
+        if tf.inside_function():
+            created.append(kwargs.get("name"))
+        return next_creator(**kwargs)
+
+    if prebuild:
+        train.build_for_training(model, train_ds)
+    with tf.variable_creator_scope(creator):
+        model.fit(train_ds, epochs=1, verbose=0)
+    return created
+
+
+def test_build_for_training_leaves_nothing_to_create_inside_the_trace():
+    # A tf.function that creates variables while tracing is traced a second time; Keras
+    # creates the optimizer slots and the loss trackers that way unless they exist already.
+    train_ds, _, model = _fresh()
+    assert _variables_created_while_tracing(model, train_ds, prebuild=False)
+    train_ds, _, model = _fresh()
+    assert _variables_created_while_tracing(model, train_ds, prebuild=True) == []
+
+
+def test_build_for_training_changes_no_result():
+    train_ds, _, model = _fresh()
+    model.fit(train_ds, epochs=2, verbose=0, shuffle=False)
+    plain = [w.numpy() for w in model.weights]
+    train_ds, _, model = _fresh()
+    train.build_for_training(model, train_ds)
+    model.fit(train_ds, epochs=2, verbose=0, shuffle=False)
+    for a, b in zip(plain, model.weights):
+        np.testing.assert_array_equal(a, b.numpy())
+
+
 def test_resume_false_starts_again_and_early_stopping_restores_best(tmp_path):
     with pytest.raises(RuntimeError):
         _run(tmp_path, crash_at=0)
