@@ -155,12 +155,16 @@ def predict(model, dataset, schemes, metadata: pd.DataFrame | None = None) -> pd
     run = getattr(model, "predict_on_batch", None) or model
     outputs = {s.output: [] for s in schemes}
     truths = {s.output: [] for s in schemes}
+    full = None  # the first batch's size: a shorter last batch is padded to it
     for batch in dataset:
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise ValueError("the dataset must yield (images, labels) batches; build it with "
                              "fl.pipeline.make_dataset(df, schemes, ...).")
         images, labels = batch[0], batch[1]
-        out = _as_output_dict(run(images), schemes, "model output")
+        n = _batch_size(images)
+        full = full or n
+        out = _as_output_dict(run(_pad_batch(images, full)), schemes, "model output")
+        out = {o: _to_numpy(value)[:n] for o, value in out.items()}
         labels = _as_output_dict(labels, schemes, "dataset labels")
         for s in schemes:
             outputs[s.output].append(_to_numpy(out[s.output]))
@@ -189,6 +193,34 @@ def predict(model, dataset, schemes, metadata: pd.DataFrame | None = None) -> pd
                              "rename or drop them.")
         table = pd.concat([metadata.reset_index(drop=True), table], axis=1)
     return table
+
+
+def features(model, dataset) -> tuple[np.ndarray, dict]:
+    """One pass of ``model`` (e.g. a frozen backbone) over ``dataset``: outputs and labels. Lab 03.
+
+    Returns ``(features, {output: labels})`` as numpy arrays, in the dataset's order (build it
+    unshuffled). Used for *feature extraction*: run a frozen backbone once, then train heads on
+    the stored features. Like :func:`predict`, a short last batch is zero-padded to the first
+    batch's size, so the model is traced once.
+    """
+    run = getattr(model, "predict_on_batch", None) or model
+    outputs, labels, full = [], [], None
+    for batch in dataset:
+        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+            raise ValueError("the dataset must yield (images, labels) batches; build it with "
+                             "fl.pipeline.make_dataset(df, schemes, ...).")
+        images, batch_labels = batch[0], batch[1]
+        n = _batch_size(images)
+        full = full or n
+        outputs.append(_to_numpy(run(_pad_batch(images, full)))[:n])
+        if not isinstance(batch_labels, Mapping):
+            raise ValueError("the dataset's labels must be a dict {output: labels}; build it "
+                             "with fl.pipeline.make_dataset(df, schemes, ...).")
+        labels.append({k: _to_numpy(v) for k, v in batch_labels.items()})
+    if not outputs:
+        raise ValueError("the dataset yielded no batches; check the table it was built from.")
+    return (np.concatenate(outputs, axis=0),
+            {k: np.concatenate([b[k] for b in labels], axis=0) for k in labels[0]})
 
 
 def _decode_task(scheme, raw: np.ndarray, truth: np.ndarray) -> dict:
@@ -584,6 +616,29 @@ def _labels_array(values, name: str) -> np.ndarray:
     return values
 
 
+def _batch_size(images) -> int:
+    first = images if not isinstance(images, (Mapping, list, tuple)) else \
+        next(iter(images.values() if isinstance(images, Mapping) else images))
+    return int(first.shape[0])
+
+
+def _pad_batch(images, size: int):
+    """Zero-pad a short (last) batch to ``size`` rows. A Keras model in inference mode treats
+    each row on its own, so the real rows' outputs do not change; the model sees one batch
+    shape and its predict function is traced once, not twice (seconds per call on a CPU)."""
+    def pad(x):
+        x = _to_numpy(x)
+        if x.shape[0] >= size:
+            return x
+        return np.concatenate([x, np.zeros((size - x.shape[0], *x.shape[1:]), x.dtype)])
+
+    if isinstance(images, Mapping):
+        return {k: pad(v) for k, v in images.items()}
+    if isinstance(images, (list, tuple)):
+        return type(images)(pad(v) for v in images)
+    return pad(images)
+
+
 def _to_numpy(value) -> np.ndarray:
     if hasattr(value, "numpy"):
         return np.asarray(value.numpy())
@@ -610,5 +665,5 @@ def _format_mean_std(mean: float, std: float, digits: int) -> str:
 
 
 __all__ = ["KINDS", "TIDY_COLUMNS", "BREAKDOWN_COLUMNS", "GROUP_NAMES", "classification_metrics",
-           "one_off_accuracy", "regression_metrics", "majority_baseline", "predict", "evaluate",
-           "breakdown", "confusion", "compare", "summarize", "wide"]
+           "one_off_accuracy", "regression_metrics", "majority_baseline", "predict", "features",
+           "evaluate", "breakdown", "confusion", "compare", "summarize", "wide"]

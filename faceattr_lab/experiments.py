@@ -29,6 +29,8 @@ DEFAULT_KNOBS = {**MODEL_KNOBS, **TRAIN_KNOBS}
 
 GRID_COLUMNS = ("run", "seed", "task", "metric", "value", "params", "seconds_per_epoch")
 
+EVAL_BATCH = 512  # images per batch when validating and testing
+
 _IMAGE_CACHE: dict[tuple, np.ndarray] = {}
 _IMAGE_CACHE_SIZE = 8
 
@@ -215,8 +217,11 @@ def _train_and_test(build_fn, knobs, schemes, data, input_shape, seed, epochs, b
 
     train_ds = array_dataset(*subset("train"), batch_size, training=True, seed=seed,
                              augment=knobs["augment"])
-    val_ds = array_dataset(*subset("val"), batch_size) if "val" in data else None
-    test_ds = array_dataset(*subset("test"), batch_size)
+    # evaluation batches are larger (results do not depend on them): a small test split is
+    # then one batch, and Keras traces the predict and test functions once, not twice
+    eval_batch = max(batch_size, EVAL_BATCH)
+    val_ds = array_dataset(*subset("val"), eval_batch) if "val" in data else None
+    test_ds = array_dataset(*subset("test"), eval_batch)
 
     start = time.perf_counter()
     history = fl.train.fit(model, train_ds, val_ds, epochs=epochs, output_dir=output_dir,

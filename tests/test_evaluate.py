@@ -279,6 +279,36 @@ def test_predict_runs_a_keras_model_over_tf_data():
     np.testing.assert_array_equal(table.gender_true, labels["gender"])
 
 
+def test_a_short_last_batch_is_padded_so_the_model_sees_one_shape():
+    seen = []
+
+    def model(x):
+        seen.append(x.shape)
+        return {"gender": np.tile([[0.9, 0.1]], (len(x), 1)) + x[:, :1, 0, 0] * 0}
+
+    x = np.arange(5 * 2 * 2 * 3, dtype="float32").reshape(5, 2, 2, 3)
+    batches = [(x[:3], {"gender": np.zeros(3, int)}), (x[3:], {"gender": np.ones(2, int)})]
+    table = ev.predict(model, batches, GENDER)
+    assert seen == [(3, 2, 2, 3), (3, 2, 2, 3)]
+    assert len(table) == 5 and table.gender_true.tolist() == [0, 0, 0, 1, 1]
+
+
+def test_features_match_one_pass_over_all_images():
+    keras = pytest.importorskip("keras")
+    tf = pytest.importorskip("tensorflow")
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Dense(5)(keras.layers.Flatten()(inputs)))
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 255, (11, 8, 8, 3)).astype("float32")
+    y = {"race": rng.integers(0, 5, 11)}
+    feats, labels = ev.features(model, tf.data.Dataset.from_tensor_slices((x, y)).batch(4))
+    reference = x.reshape(11, -1) @ model.weights[0].numpy() + model.weights[1].numpy()
+    np.testing.assert_allclose(feats, reference, rtol=1e-4, atol=1e-2)
+    np.testing.assert_array_equal(labels["race"], y["race"])
+    with pytest.raises(ValueError, match="no batches"):
+        ev.features(model, [])
+
+
 def test_predict_with_the_kit_label_schemes():
     labels = pytest.importorskip("faceattr_lab.labels")
     gender, age_years, age_coral = labels.get("gender"), labels.years(116), labels.coral(21, 24)
