@@ -12,6 +12,8 @@ the kernel in the caller's folder) and from nbval (which starts it in the notebo
 
 from __future__ import annotations
 
+import logging
+
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,6 +140,23 @@ PROFILE_DEFAULTS = {
 }
 
 
+class _RetracingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def quiet_retracing_warnings() -> None:
+    """Drop TensorFlow's "N out of the last N calls ... triggered tf.function retracing". Lab 02.
+
+    Every new Keras model traces its own training and prediction functions, so a lab that
+    trains a grid of models meets that warning by design; it would only alarm a student.
+    Other TensorFlow warnings still show. Called by :func:`settings`; safe to call again.
+    """
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _RetracingFilter) for f in logger.filters):
+        logger.addFilter(_RetracingFilter())
+
+
 def settings(lab: str, profile: str = "quick", *, seed: int = 42,
              data_root: str | Path | None = None, output: str | Path | None = None,
              lab_defaults: dict | None = None, **explicit) -> Settings:
@@ -146,7 +165,8 @@ def settings(lab: str, profile: str = "quick", *, seed: int = 42,
     ``lab_defaults`` maps ``"quick"``/``"full"`` to per-lab values (e.g. the study's image
     size); explicit keyword values that are not ``None`` win. Keys that are not standard
     settings land in ``Settings.extra`` (read them as ``settings["key"]``). Starts a fresh
-    ``results.json`` in the output folder, where ``fl.results.record`` then writes.
+    ``results.json`` in the output folder, where ``fl.results.record`` then writes, and calls
+    :func:`quiet_retracing_warnings`.
     """
     if profile not in PROFILES:
         raise ValueError(f"PROFILE must be one of {PROFILES}, got {profile!r}.")
@@ -160,6 +180,7 @@ def settings(lab: str, profile: str = "quick", *, seed: int = 42,
             raise ValueError(f"{key.upper()} must be a positive int, got {values[key]!r}.")
     out = Path(output).expanduser() if output else output_dir(lab)
     out.mkdir(parents=True, exist_ok=True)
+    quiet_retracing_warnings()
     from faceattr_lab import results
 
     results.start(out)
@@ -175,4 +196,4 @@ def settings(lab: str, profile: str = "quick", *, seed: int = 42,
 
 __all__ = ["DATA_ENV", "OUTPUT_ENV", "DATASETS", "PROFILES", "PROFILE_DEFAULTS", "Settings",
            "data_dir", "output_dir", "repo_root", "in_colab", "gpu_available", "environment",
-           "use_drive", "settings"]
+           "use_drive", "quiet_retracing_warnings", "settings"]

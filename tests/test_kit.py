@@ -48,6 +48,23 @@ def test_settings_profiles_and_overrides(tmp_path):
     assert mine.output_dir == tmp_path / "out" / "99_test"
 
 
+def test_settings_quiets_only_the_retracing_warning(tmp_path):
+    import logging
+
+    fl.config.settings("00_quickstart", output=tmp_path)
+    logger, records = logging.getLogger("tensorflow"), []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        logger.warning("5 out of the last 5 calls to <function f> triggered tf.function "
+                       "retracing. Tracing is expensive")
+        logger.warning("something else")
+    finally:
+        logger.removeHandler(handler)
+    assert [r.getMessage() for r in records] == ["something else"]
+
+
 @pytest.mark.parametrize("kwargs, word", [
     ({"profile": "fast"}, "PROFILE"), ({"dataset": "celeba"}, "DATASET"),
     ({"epochs": 0}, "EPOCHS"), ({"image_size": 64.5}, "IMAGE_SIZE"),
