@@ -6,9 +6,8 @@ import pytest
 
 pytestmark = pytest.mark.lab
 
-# the quick profile: one variation per knob of study C that a CPU can afford
-QUICK_GRID = {"base", "bn_order=relu_bn", "age_activation=relu",
-              "dropout=0.6", "optimizer=rmsprop", "augment=True", "separate=True"}
+# the quick profile: the base and one variation of each of three knobs of study C
+QUICK_GRID = {"base", "bn_order=relu_bn", "age_activation=relu", "optimizer=rmsprop"}
 
 
 def test_lab02_records_every_configuration(lab_results):

@@ -22,7 +22,7 @@ def test_lab03_runs_and_records_what_it_teaches(lab_results):
     assert counts["VGG19"] == pytest.approx(20.024, abs=0.01)
 
     table = {r["backbone"]: r for r in results["backbone_comparison"]}
-    assert set(table) == {"MobileNetV2", "EfficientNetB0"}
+    assert set(table) == {"MobileNetV2"}  # the quick profile trains heads on one backbone
     for r in table.values():
         assert r["head params"] == HEADS
         assert r["head s/epoch"] > 0 and r["feature extraction (s)"] > 0
