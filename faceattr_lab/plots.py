@@ -449,7 +449,8 @@ def distribution(df: pd.DataFrame, column: str, hue: str | None = None, bins: in
     """Distribution of one column: a histogram for numbers, counted bars for categories. Lab 01.
 
     ``kind`` is ``"hist"`` or ``"bars"``; by default text, boolean, gender-code and two-valued
-    columns get bars, ordered by frequency, with missing values counted as a ``<NA>`` bar
+    columns get bars, ordered by frequency (a categorical column: in its categories' order,
+    e.g. age groups), with missing values counted as a ``<NA>`` bar
     (gender 0/1 shows as male/female), and other numbers a histogram whose title counts the
     missing ones. ``hue`` splits the bars or stacks the histogram by another column.
     """
@@ -473,7 +474,9 @@ def distribution(df: pd.DataFrame, column: str, hue: str | None = None, bins: in
                title=title or f"Distribution of {column} ({len(values)} images{note})")
     else:
         data[column] = _as_category(data[column], column)
-        order = list(data[column].value_counts().index)
+        order = list(data[column].cat.categories) \
+            if isinstance(data[column].dtype, pd.CategoricalDtype) \
+            else list(data[column].value_counts().index)
         sns.countplot(data=data, x=column, hue=hue, order=order, ax=ax)
         for container in ax.containers:
             ax.bar_label(container, fontsize=7)
@@ -532,12 +535,18 @@ def _is_numeric(series: pd.Series, name: str) -> bool:
 
 
 def _as_category(series: pd.Series, name: str) -> pd.Series:
-    """Values as display strings; gender codes named, missing values as ``<NA>``."""
+    """Values as display strings; gender codes named, missing values as ``<NA>``; a
+    categorical keeps its categories' order."""
     from faceattr_lab.evaluate import GROUP_NAMES
 
     names = GROUP_NAMES.get(name, {})
-    return series.astype(object).map(
+    shown = series.astype(object).map(
         lambda v: _MISSING if pd.isna(v) else str(names.get(v, v))).astype(str)
+    if isinstance(series.dtype, pd.CategoricalDtype):  # keep the categories' order (age groups)
+        order = [str(names.get(c, c)) for c in series.cat.categories]
+        order += [_MISSING] if (shown == _MISSING).any() else []
+        return pd.Series(pd.Categorical(shown, categories=order), index=series.index, name=name)
+    return shown
 
 
 __all__ = ["DPI", "save", "training_curves", "confusion_matrix", "group_bars", "compare_runs",

@@ -183,6 +183,21 @@ def test_distribution_and_crosstab(tmp_path):
         plots.distribution(df, "skin")
 
 
+def test_ordered_groups_keep_their_order(tmp_path):
+    groups = ["0-2", "3-9", "10-19", "20-29"]  # alphabetical order would put 10-19 second
+    df = pd.DataFrame({
+        "age group": pd.Categorical(["20-29", "3-9", "10-19", "20-29", None, "0-2", "20-29"],
+                                    categories=groups, ordered=True),
+        "race": ["White", "Black", "White", "Black", "White", "White", "Black"]})
+    fig = plots.crosstab_heatmap(df, "race", "age group")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == [*groups, "<NA>"]
+    assert fig.axes[0].get_xlabel() == "age group"
+    fig = plots.distribution(df, "age group")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [*groups, "<NA>"]
+    assert [p.get_height() for p in ax.patches] == [1, 1, 1, 3, 1]  # counted by hand
+
+
 def test_save_rejects_other_formats(tmp_path, breakdown_table):
     fig = plots.group_bars(breakdown_table)
     with pytest.raises(ValueError, match=".png"):
