@@ -221,6 +221,44 @@ def model_epoch_times(n: int = 1000, image_size: int = 64, batch_size: int = 64)
     return pd.DataFrame(rows)
 
 
+def first_step_seconds(repeats: int = 3, image_size: int = 32,
+                       batch_size: int = 16) -> pd.DataFrame:
+    """Seconds to a new model's first training step, with and without pre-building. Lab 02.
+
+    The model is lab 02's quick CNN (age + gender). Keras creates the optimizer's slots and
+    the loss and metric trackers inside the first trace of the training step, and TensorFlow
+    then traces it a second time; ``fl.train.build_for_training`` (which ``fl.train.fit``
+    calls) creates them first. Each repeat builds a fresh model and times ``fit`` on one
+    batch; the table gives the median per variant.
+    """
+    import keras
+    import tensorflow as tf
+
+    import faceattr_lab as fl
+
+    schemes = [fl.labels.years(116.0), fl.labels.get("gender")]
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (batch_size, image_size, image_size, 3)).astype("float32")
+    targets = {"age": rng.uniform(0, 1, batch_size).astype("float32"),
+               "gender": rng.integers(0, 2, batch_size)}
+    dataset = tf.data.Dataset.from_tensor_slices((images, targets)).batch(batch_size)
+    times = {"Keras builds lazily (traced twice)": [], "build_for_training first": []}
+    for _ in range(repeats):
+        for variant, seconds in times.items():
+            keras.utils.clear_session()
+            fl.set_seed(0)
+            model = fl.models.custom_cnn((image_size, image_size, 3), schemes,
+                                         conv_filters=(16, 32, 64, 64), dense_units=64)
+            fl.models.compile_for(model, schemes)
+            start = time.perf_counter()
+            if variant == "build_for_training first":
+                fl.train.build_for_training(model, dataset)
+            model.fit(dataset, epochs=1, verbose=0)
+            seconds.append(time.perf_counter() - start)
+    return pd.DataFrame([{"variant": v, "median s to first step": round(float(np.median(t)), 2),
+                          "repeats": len(t)} for v, t in times.items()])
+
+
 def print_model_benchmark(n: int = 1000, image_size: int = 64) -> pd.DataFrame:
     """Run :func:`model_epoch_times` and print the table and the machine. Lab 03."""
     table = model_epoch_times(n=n, image_size=image_size)
@@ -228,8 +266,10 @@ def print_model_benchmark(n: int = 1000, image_size: int = 64) -> pd.DataFrame:
     print(f"Seconds per epoch: {n} images at {image_size} px, batch 64, second epoch timed")
     print(f"Machine: {info['cpu']}, {info['cores']} cores, TensorFlow {info['tensorflow']}")
     print(table.to_string(index=False))
+    print("\nGraph building: a new model's first training step (lab 02's quick CNN, 32 px)")
+    print(first_step_seconds().to_string(index=False))
     return table
 
 
 __all__ = ["pipeline_throughput", "print_pipeline_benchmark", "machine", "model_epoch_times",
-           "print_model_benchmark"]
+           "first_step_seconds", "print_model_benchmark"]

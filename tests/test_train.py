@@ -326,3 +326,12 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
                                             "TF_CPP_MIN_LOG_LEVEL": "2"})
     assert done.returncode == 0, done.stderr[-3000:]
     assert "REPLICAS 2" in done.stdout
+
+
+def test_first_step_benchmark_returns_both_variants():
+    from faceattr_lab import benchmarks
+
+    table = benchmarks.first_step_seconds(repeats=1, image_size=16, batch_size=4)
+    assert table["variant"].tolist() == ["Keras builds lazily (traced twice)",
+                                         "build_for_training first"]
+    assert (table["median s to first step"] > 0).all() and (table["repeats"] == 1).all()
