@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "config", "datasets", "labels", "pipeline", "models", "losses", "train", "evaluate",
-    "plots", "widgets", "results", "checks", "runner", "cli", "notebooks", "benchmarks",
+    "plots", "widgets", "results", "checks", "runner", "grader", "cli", "notebooks", "benchmarks",
     "experiments",
 )
 

@@ -2,8 +2,9 @@
 
 A check calls the student's function on hand-made cases whose answers are written out here,
 independently of the kit's own code, and prints "pass" or one line per problem. In a lab
-(``strict=True``) an unsolved exercise raises :class:`CheckFailed`, so "Run all" stops there;
-a grader passes ``strict=False`` and gets ``True`` or ``False`` back.
+(``strict=True``) an unsolved exercise raises :class:`CheckFailed`, so "Run all" stops there,
+except in a kernel that ``fl.grader.grade`` started; the grader passes ``strict=False`` and gets
+``True`` or ``False`` back.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ class CheckFailed(AssertionError):
 
 
 def _verdict(name: str, problems: list[str], strict: bool) -> bool | None:
+    from faceattr_lab.grader import grading
+
     if problems:
         text = f"{name}: not yet. " + " ".join(problems)
-        if strict:
+        if strict and not grading():  # the grader runs every cell and records every check
             raise CheckFailed(text)
         print(text)
         return False

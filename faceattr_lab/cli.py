@@ -8,6 +8,7 @@
     faceattr-lab data synth --layout L [--n N] [--seed S] [--image-size P] [--out DIR]
     faceattr-lab labs run [LAB ...] [-p NAME VALUE ...] [--output DIR]
     faceattr-lab labs student [--output DIR]
+    faceattr-lab labs grade LAB SUBMISSIONS [-p NAME VALUE ...] [--output DIR]
     faceattr-lab bench pipeline [--n N]
     faceattr-lab bench models [--n N] [--image-size PX]
 
@@ -129,6 +130,14 @@ def _cmd_labs_student(args) -> int:
     return 0
 
 
+def _cmd_labs_grade(args) -> int:
+    from faceattr_lab import grader
+
+    parameters = {name: _parse_value(value) for name, value in args.parameter or ()}
+    grader.grade(args.lab, args.submissions, output=args.output, parameters=parameters)
+    return 0
+
+
 def _cmd_bench_pipeline(args) -> int:
     from faceattr_lab import benchmarks
 
@@ -223,6 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = lab_cmds.add_parser("student", help="write student copies (solutions removed)")
     p.add_argument("--output", help="folder to write them to (default: outputs/student)")
     p.set_defaults(func=_cmd_labs_student)
+    p = lab_cmds.add_parser("grade", help="run students' submissions and score their self-checks")
+    p.add_argument("lab", metavar="LAB", help="the teacher lab, e.g. 02")
+    p.add_argument("submissions", metavar="SUBMISSIONS",
+                   help="folder of submitted notebooks (one per student, or one folder each)")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="override a parameter in every submission (repeatable)")
+    p.add_argument("--output", help="folder for runs and grades.csv (default: outputs/grades/LAB)")
+    p.set_defaults(func=_cmd_labs_grade)
 
     bench = groups.add_parser("bench", help="benchmarks")
     bench_cmds = bench.add_subparsers(dest="command", metavar="ACTION", required=True)

@@ -27,6 +27,11 @@ def start(output_dir: str | Path) -> Path:
     return _current
 
 
+def started() -> bool:
+    """True once ``start`` (or ``fl.config.settings``) chose this run's results file. Lab 00."""
+    return _current is not None
+
+
 def path() -> Path:
     """The results file that ``record`` writes to. Lab 00."""
     if _current is None:
