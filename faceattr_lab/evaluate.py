@@ -152,19 +152,10 @@ def predict(model, dataset, schemes, metadata: pd.DataFrame | None = None) -> pd
     ``breakdown`` can group by them.
     """
     schemes = _scheme_list(schemes)
-    run = getattr(model, "predict_on_batch", None) or model
     outputs = {s.output: [] for s in schemes}
     truths = {s.output: [] for s in schemes}
-    full = None  # the first batch's size: a shorter last batch is padded to it
-    for batch in dataset:
-        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-            raise ValueError("the dataset must yield (images, labels) batches; build it with "
-                             "fl.pipeline.make_dataset(df, schemes, ...).")
-        images, labels = batch[0], batch[1]
-        n = _batch_size(images)
-        full = full or n
-        out = _as_output_dict(run(_pad_batch(images, full)), schemes, "model output")
-        out = {o: _to_numpy(value)[:n] for o, value in out.items()}
+    for out, labels in _run_batches(model, dataset):
+        out = _as_output_dict(out, schemes, "model output")
         labels = _as_output_dict(labels, schemes, "dataset labels")
         for s in schemes:
             outputs[s.output].append(_to_numpy(out[s.output]))
@@ -203,16 +194,12 @@ def features(model, dataset) -> tuple[np.ndarray, dict]:
     the stored features. Like :func:`predict`, a short last batch is zero-padded to the first
     batch's size, so the model is traced once.
     """
-    run = getattr(model, "predict_on_batch", None) or model
-    outputs, labels, full = [], [], None
-    for batch in dataset:
-        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-            raise ValueError("the dataset must yield (images, labels) batches; build it with "
-                             "fl.pipeline.make_dataset(df, schemes, ...).")
-        images, batch_labels = batch[0], batch[1]
-        n = _batch_size(images)
-        full = full or n
-        outputs.append(_to_numpy(run(_pad_batch(images, full)))[:n])
+    outputs, labels = [], []
+    for out, batch_labels in _run_batches(model, dataset):
+        if isinstance(out, Mapping):
+            raise ValueError(f"the model has several outputs {list(out)}; pass a model with one "
+                             "(e.g. the backbone alone) to extract features.")
+        outputs.append(out)
         if not isinstance(batch_labels, Mapping):
             raise ValueError("the dataset's labels must be a dict {output: labels}; build it "
                              "with fl.pipeline.make_dataset(df, schemes, ...).")
@@ -614,6 +601,28 @@ def _labels_array(values, name: str) -> np.ndarray:
     if values.dtype.kind == "f" and np.isnan(values).any():
         raise ValueError(f"{name} contains NaN; drop those rows first.")
     return values
+
+
+def _run_batches(model, dataset):
+    """Yield ``(model outputs, labels)`` per ``(images, labels)`` batch, outputs as numpy.
+
+    A short last batch is zero-padded to the first batch's size before the model sees it and
+    the padding is cut from the outputs, so the model is traced for one batch shape only.
+    """
+    run = getattr(model, "predict_on_batch", None) or model
+    full = None
+    for batch in dataset:
+        if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+            raise ValueError("the dataset must yield (images, labels) batches; build it with "
+                             "fl.pipeline.make_dataset(df, schemes, ...).")
+        images, labels = batch[0], batch[1]
+        n = _batch_size(images)
+        full = full or n
+        out = run(_pad_batch(images, full))
+        if isinstance(out, Mapping):
+            yield {name: _to_numpy(value)[:n] for name, value in out.items()}, labels
+        else:
+            yield _to_numpy(out)[:n], labels
 
 
 def _batch_size(images) -> int:
