@@ -39,7 +39,7 @@ def test_lab03_runs_and_records_what_it_teaches(lab_results):
     assert results["fine_tune_optimizer_params"] > HEADS
     assert results["fine_tune_learning_rate"] == pytest.approx(1e-4)
     phases = {r["run"]: r for r in results["phase_accuracy"]}
-    assert set(phases) == {"1 frozen backbone", "3 fine-tuned top"}
+    assert set(phases) == {"1 frozen backbone", "2 no re-compile", "3 fine-tuned top"}
 
     assert results["reloaded_max_difference"] == 0.0
     assert results["fresh_relative_difference"] > 0.1  # a fresh random backbone is another one
