@@ -99,6 +99,8 @@ def test_help_does_not_import_heavy_modules():
     (["data", "synth", "--layout", "utkface", "--n", "0"], "above 0"),
     (["bench", "pipeline", "--n", "many"], "whole number"),
     (["labs", "run", "-p", "EPOCHS"], "expected 2 arguments"),
+    (["labs", "grade", "00"], "SUBMISSIONS"),
+    (["labs", "grade", "00", "/no/such/folder"], "not a folder"),
 ])
 def test_parse_errors_exit_2(argv, message, capsys):
     assert cli.main(argv) == 2
