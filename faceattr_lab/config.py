@@ -13,7 +13,6 @@ the kernel in the caller's folder) and from nbval (which starts it in the notebo
 from __future__ import annotations
 
 import logging
-
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
