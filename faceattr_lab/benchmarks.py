@@ -248,7 +248,8 @@ def first_step_seconds(repeats: int = 3, image_size: int = 32,
             keras.utils.clear_session()
             fl.set_seed(0)
             model = fl.models.custom_cnn((image_size, image_size, 3), schemes,
-                                         conv_filters=(16, 32, 64, 64), dense_units=64)
+                                         conv_filters=(16, 32, 64, 64), dense_units=64,
+                                         bn_momentum=0.9)
             fl.models.compile_for(model, schemes)
             start = time.perf_counter()
             if variant == "build_for_training first":

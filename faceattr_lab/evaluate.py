@@ -126,6 +126,64 @@ def majority_baseline(train_labels, test_labels) -> dict:
     }
 
 
+def bootstrap_ci(values, statistic=np.mean, confidence: float = 0.95,
+                 n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``statistic`` over per-face ``values``. Lab 02.
+
+    Resamples the faces with replacement ``n_resamples`` times (``scipy.stats.bootstrap``,
+    percentile method, seeded) and returns the ``(1 - confidence) / 2`` and
+    ``(1 + confidence) / 2`` quantiles of the statistic: how much the figure would move on
+    another test set of the same size from the same population. It says nothing about seeds.
+    ``statistic`` takes an array and an ``axis`` (``np.mean`` for accuracy from 0/1 hits or
+    MAE from absolute errors).
+    """
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float).ravel()
+    if values.size < 2 or np.isnan(values).any():
+        raise ValueError(f"bootstrap_ci needs at least 2 per-face values without NaN, got "
+                         f"{values.size}; drop unlabelled faces first.")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence={confidence}; pass a level in (0, 1), e.g. 0.95.")
+    if np.all(values == values[0]):
+        value = float(statistic(values, axis=0))
+        return value, value  # every resample is the same sample
+    result = stats.bootstrap((values,), statistic, confidence_level=confidence,
+                             n_resamples=int(n_resamples), method="percentile",
+                             vectorized=True, rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def paired_difference(a, b, confidence: float = 0.95) -> dict:
+    """Mean difference ``a - b`` over paired repeats (same seeds or folds), with a t-interval. Lab 02.
+
+    ``a[i]`` and ``b[i]`` must come from the same seed (or fold), so the seed's luck cancels
+    in each difference. Returns ``n``, ``mean``, ``std`` (of the differences, n - 1),
+    ``ci_low``/``ci_high`` (Student's t interval of the mean difference, ``scipy.stats.t``),
+    ``p_value`` (``scipy.stats.ttest_rel``) and ``real``: whether the interval excludes 0, the
+    only case in which the lab calls the difference larger than the seed spread.
+    """
+    from scipy import stats
+
+    a = np.asarray(a, dtype=float).ravel()
+    b = np.asarray(b, dtype=float).ravel()
+    if a.shape != b.shape or a.size < 2:
+        raise ValueError(f"pass two equally long sequences of at least 2 paired results (one per "
+                         f"seed or fold), got {a.size} and {b.size}.")
+    diff = a - b
+    mean, std, n = float(diff.mean()), float(diff.std(ddof=1)), int(diff.size)
+    if std <= 1e-12 * max(1.0, abs(mean)):  # the same difference on every seed (to rounding)
+        std = 0.0
+        low = high = mean
+        p_value = 0.0 if mean != 0 else 1.0
+    else:
+        half = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * std / math.sqrt(n)
+        low, high = mean - half, mean + half
+        p_value = float(stats.ttest_rel(a, b).pvalue)
+    return {"n": n, "mean": mean, "std": std, "ci_low": low, "ci_high": high,
+            "p_value": p_value, "real": bool(low > 0 or high < 0)}
+
+
 # --------------------------------------------------------------------------------------------
 # Running a model
 # --------------------------------------------------------------------------------------------
@@ -210,6 +268,37 @@ def features(model, dataset) -> tuple[np.ndarray, dict]:
             {k: np.concatenate([b[k] for b in labels], axis=0) for k in labels[0]})
 
 
+def predict_oversampled(model, dataset, schemes, crop=227,
+                        metadata: pd.DataFrame | None = None) -> pd.DataFrame:
+    """:func:`predict` with Levi & Hassner's over-sampled test: 10 crops, averaged. Lab 04.
+
+    Levi & Hassner (2015), "Age and Gender Classification using Convolutional Neural
+    Networks", CVPR Workshops (AMFG). Each image of ``dataset`` (uncropped, e.g.
+    ``fl.pipeline.make_dataset(test_df, schemes, image_size=256)``) is cut into its four
+    corner crops of side ``crop``, its centre crop and their horizontal mirrors
+    (``fl.pipeline.ten_crops``); the model runs on each, and every head's output is averaged
+    over the 10 (softmax probabilities, regression values, CORAL logits) before it is decoded
+    as :func:`predict` does. Returns the same table as :func:`predict`.
+    """
+    return predict(_TenCropAverage(model, crop), dataset, schemes, metadata=metadata)
+
+
+class _TenCropAverage:
+    """Wraps a model: ``predict_on_batch`` runs it on the 10 crops and averages each output."""
+
+    def __init__(self, model, crop):
+        self.model, self.crop = model, crop
+
+    def predict_on_batch(self, images):
+        from faceattr_lab import pipeline
+
+        run = getattr(self.model, "predict_on_batch", None) or self.model
+        outputs = [run(view) for view in _to_numpy(pipeline.ten_crops(images, self.crop))]
+        if isinstance(outputs[0], Mapping):
+            return {k: np.mean([_to_numpy(o[k]) for o in outputs], axis=0) for k in outputs[0]}
+        return np.mean([_to_numpy(o) for o in outputs], axis=0)
+
+
 def _decode_task(scheme, raw: np.ndarray, truth: np.ndarray) -> dict:
     """The prediction columns of one task from the raw model output and the batch labels."""
     o, kind = scheme.output, scheme.kind
@@ -270,19 +359,49 @@ def _decode_task(scheme, raw: np.ndarray, truth: np.ndarray) -> dict:
 # Tidy tables
 # --------------------------------------------------------------------------------------------
 
-def evaluate(predictions: pd.DataFrame, schemes, run: str = "run") -> pd.DataFrame:
+def evaluate(predictions: pd.DataFrame, schemes, run: str = "run",
+             ci: float | None = None, n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Tidy metrics table of a ``predict`` result: run, task, metric, value. Lab 00.
 
     Classification: ``accuracy``, ``balanced_accuracy``, ``macro_f1`` (+ ``one_off_accuracy``
     for ordered groups such as age groups). Regression and ordinal: ``mae``, ``rmse``,
     ``mean_signed_error``, in years where the scheme maps values to years (ordinal ranks
     otherwise). ``task`` is the scheme's output (``"gender"``, ``"age"``, ``"race"``).
+
+    ``ci=0.95`` adds ``ci_low`` and ``ci_high``: a percentile bootstrap interval over the faces
+    (:func:`bootstrap_ci`) for the metrics that are a mean over faces (``accuracy``,
+    ``one_off_accuracy``, ``mae``, ``rmse``, ``mean_signed_error``); the others get NaN. Lab 02.
     """
     rows = []
     for scheme in _scheme_list(schemes):
-        for metric, value in _task_metrics(predictions, scheme).items():
-            rows.append((run, scheme.output, metric, value))
-    return pd.DataFrame(rows, columns=list(TIDY_COLUMNS))
+        scores = _task_metrics(predictions, scheme)
+        intervals = _task_intervals(predictions, scheme, ci, n_resamples, seed) if ci else {}
+        for metric, value in scores.items():
+            low, high = intervals.get(metric, (math.nan, math.nan))
+            rows.append((run, scheme.output, metric, value, low, high))
+    table = pd.DataFrame(rows, columns=[*TIDY_COLUMNS, "ci_low", "ci_high"])
+    return table if ci else table[list(TIDY_COLUMNS)]
+
+
+def _task_intervals(predictions, scheme, confidence, n_resamples, seed) -> dict:
+    """Bootstrap intervals of one task's per-face metrics (see :func:`evaluate`)."""
+    subset = predictions[_labelled(predictions, scheme)]
+    years = scheme.kind != "classification"
+    true, pred = _task_columns(subset, scheme, years=years)
+    options = dict(confidence=confidence, n_resamples=n_resamples, seed=seed)
+    if scheme.kind == "classification":
+        intervals = {"accuracy": bootstrap_ci(true == pred, **options)}
+        if _is_ordered(scheme):
+            intervals["one_off_accuracy"] = bootstrap_ci(np.abs(true - pred) <= 1, **options)
+        return intervals
+    error = pred - true
+    return {"mae": bootstrap_ci(np.abs(error), **options),
+            "rmse": bootstrap_ci(error ** 2, _root_mean, **options),
+            "mean_signed_error": bootstrap_ci(error, **options)}
+
+
+def _root_mean(values, axis=-1):
+    return np.sqrt(np.mean(values, axis=axis))
 
 
 def breakdown(predictions: pd.DataFrame, schemes, by: str | Sequence[str] = ("gender", "race"),
@@ -674,5 +793,6 @@ def _format_mean_std(mean: float, std: float, digits: int) -> str:
 
 
 __all__ = ["KINDS", "TIDY_COLUMNS", "BREAKDOWN_COLUMNS", "GROUP_NAMES", "classification_metrics",
-           "one_off_accuracy", "regression_metrics", "majority_baseline", "predict", "features",
+           "one_off_accuracy", "regression_metrics", "majority_baseline", "bootstrap_ci",
+           "paired_difference", "predict", "features", "predict_oversampled",
            "evaluate", "breakdown", "confusion", "compare", "summarize", "wide"]

@@ -15,19 +15,32 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-# The knobs a configuration may set, with the values used when it does not set them.
+# The knobs a configuration may set, with the values used when it does not set them: study C's
+# final model (``fl.models.cnn.STUDY_C``) and training (Adam 1e-3, age loss weight 2).
 # Model knobs go to the build function; the rest decide compiling, data and training.
-MODEL_KNOBS = dict(conv_filters=(32, 64, 128), kernel_size=3, bn_order="bn_relu",
-                   dense_units=512, dropout=0.5, age_activation=None, global_pool=False)
+MODEL_KNOBS = dict(conv_filters=(128, 64, 32, 32), kernel_size=3, bn_order="bn_relu",
+                   dense_units=512, dropout=0.6, age_activation=None, global_pool=False,
+                   sigmoid_gender=True, bn_momentum=0.99)
 TRAIN_KNOBS = dict(optimizer="adam", learning_rate=1e-3, loss_weights=None, augment=False,
                    separate=False)
 DEFAULT_KNOBS = {**MODEL_KNOBS, **TRAIN_KNOBS}
 
-GRID_COLUMNS = ("run", "seed", "task", "metric", "value", "params", "seconds_per_epoch")
+# Study C's ablation tables, one knob at a time against its final model (the full grid of lab 02):
+# conv stacks (3 CL 128-64-32; 4 CL 128-64-32-16; 4 CL 128-64-64-32; 5 CL 128-64-64-32-32; the
+# base is 4 CL 128-64-32-32), ReLU -> BN, a ReLU on the age output, Dense 1024, dropout
+# 0.4 / 0.5 / 0.7, RMSProp, augmentation, and separate networks.
+STUDY_C_ABLATIONS = dict(
+    conv_filters=[(128, 64, 32), (128, 64, 32, 16), (128, 64, 64, 32), (128, 64, 64, 32, 32)],
+    bn_order=["relu_bn"], age_activation=["relu"], dense_units=[1024], dropout=[0.4, 0.5, 0.7],
+    optimizer=["rmsprop"], augment=[True], separate=[True])
+
+GRID_COLUMNS = ("run", "seed", "split", "task", "metric", "value", "ci_low", "ci_high",
+                "params", "seconds_per_epoch", "epochs")
 
 EVAL_BATCH = 512  # images per batch when validating and testing
 
@@ -125,28 +138,34 @@ def array_dataset(images: np.ndarray, targets: dict, batch_size: int, training: 
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def run_grid(configs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame | None,
-             test_df: pd.DataFrame, schemes, image_size, *, epochs: int, batch_size: int,
+def run_grid(configs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame,
+             test_df: pd.DataFrame | None, schemes, image_size, *, epochs: int, batch_size: int,
              seeds=(0,), build_fn=None, loss_weights: dict | None = None,
              output_dir: str | Path | None = None, early_stopping: int | None = 5,
-             deterministic: bool = False, echo: bool = True) -> pd.DataFrame:
-    """Train and test every configuration under every seed; return one tidy table. Lab 02.
+             deterministic: bool = False, ci: float = 0.95, echo: bool = True) -> pd.DataFrame:
+    """Train every configuration under every seed; score it on validation (and test). Lab 02.
 
     For each configuration (a dict of knobs, see :data:`DEFAULT_KNOBS`) and seed:
     ``fl.set_seed(seed)``, build the model with ``build_fn(knobs, schemes, input_shape)``
     (default :func:`build_custom_cnn`), compile it with ``fl.models.compile_for`` (the knobs
     ``optimizer``, ``learning_rate``, ``loss_weights``, else ``loss_weights``), train it with
     ``fl.train.fit`` (augmented when the knob ``augment`` is on; early stopping on the
-    validation loss), then test it on ``test_df``: ``fl.evaluate`` metrics per task (age in
-    years), plus each head's test ``loss`` (age: MSE on the scheme's scale) and the weighted
-    total under task ``"all"``, the figure study C compares.
+    validation loss, best epoch restored), then score it on ``val_df`` and, only when
+    ``test_df`` is given, on ``test_df``: ``fl.evaluate`` metrics per task (age in years), each
+    head's ``loss`` (age: MSE on the scheme's scale) and the weighted total under task
+    ``"all"``, the figure study C compares. Column ``split`` says which split a row is from.
+
+    Choose configurations, epochs and thresholds on the ``"val"`` rows; pass ``test_df`` only
+    for the final run of the chosen configuration, so the test split is touched once. Test
+    rows carry a ``ci``-level percentile bootstrap interval over the test faces in ``ci_low``
+    / ``ci_high`` (metrics that are a mean over faces; see ``fl.evaluate.evaluate``).
 
     ``separate=True`` trains one network per task and merges their rows into one run; its
     ``"all"`` loss is the same weighted sum, so it compares with a joint network's. ``params``
     counts trainable and frozen weights (summed over separate networks); ``seconds_per_epoch``
-    is training wall time over epochs run (the first epoch includes graph tracing).
-    ``output_dir`` keeps each run's ``history.csv`` in ``<output_dir>/<run>/seed<seed>``
-    (restarted, never resumed); ``None`` writes nothing.
+    is training wall time over epochs run (the first epoch includes graph tracing); ``epochs``
+    is the number of epochs run. ``output_dir`` keeps each run's ``history.csv`` in
+    ``<output_dir>/<run>/seed<seed>`` (restarted, never resumed); ``None`` writes nothing.
     """
     from faceattr_lab import labels as labels_mod
 
@@ -158,12 +177,16 @@ def run_grid(configs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame | None,
     seeds = [int(s) for s in ([seeds] if isinstance(seeds, int) else seeds)]
     if not seeds or min(seeds) < 0:
         raise ValueError(f"seeds={seeds!r}; pass non-negative ints, e.g. seeds=(0, 1, 2).")
+    if val_df is None or len(val_df) == 0:
+        raise ValueError("run_grid needs a validation split (val_df): configurations are chosen "
+                         "on it; pass parts['val'] from fl.pipeline.split.")
     schemes = labels_mod.resolve(schemes)
     build_fn = build_fn or build_custom_cnn
     data = {"train": load_arrays(train_df, schemes, image_size),
-            "test": load_arrays(test_df, schemes, image_size)}
-    if val_df is not None and len(val_df):
-        data["val"] = load_arrays(val_df, schemes, image_size)
+            "val": load_arrays(val_df, schemes, image_size)}
+    if test_df is not None:
+        data["test"] = load_arrays(test_df, schemes, image_size)
+    splits = [split for split in ("val", "test") if split in data]
     input_shape = data["train"][0].shape[1:]
 
     tables = []
@@ -172,36 +195,42 @@ def run_grid(configs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame | None,
         weights = knobs["loss_weights"] or {}
         groups = [[s] for s in schemes] if knobs["separate"] else [schemes]
         for seed in seeds:
-            parts, params, seconds, epochs_run, total_loss = [], 0, 0.0, 0, 0.0
+            parts, params, seconds, epochs_run = [], 0, 0.0, 0
+            total_loss = dict.fromkeys(splits, 0.0)
             for group in groups:
                 out = None
                 if output_dir is not None:
                     out = Path(output_dir) / name / f"seed{seed}"
                     if len(groups) > 1:
                         out = out / group[0].output
-                result = _train_and_test(build_fn, knobs, group, data, input_shape, seed,
-                                         epochs, batch_size, early_stopping, deterministic, out)
+                result = _train_and_score(build_fn, knobs, group, data, splits, input_shape,
+                                          seed, epochs, batch_size, early_stopping,
+                                          deterministic, out, ci)
                 table, losses, count, elapsed, ran = result
                 parts.append(table)
                 params += count
                 seconds += elapsed
                 epochs_run = max(epochs_run, ran)
-                total_loss += sum(weights.get(s.output, 1.0) * losses[s.output] for s in group)
-            table = pd.concat(parts, ignore_index=True)
-            table.loc[len(table)] = ["", "all", "loss", total_loss]
-            table = table.assign(run=name, seed=seed, params=params,
+                for split in splits:
+                    total_loss[split] += sum(weights.get(s.output, 1.0) * losses[split][s.output]
+                                             for s in group)
+            totals = pd.DataFrame({"split": splits, "task": "all", "metric": "loss",
+                                   "value": [total_loss[split] for split in splits]})
+            table = pd.concat([*parts, totals], ignore_index=True)
+            table = table.assign(run=name, seed=seed, params=params, epochs=epochs_run,
                                  seconds_per_epoch=seconds / max(epochs_run, 1))
             tables.append(table)
             if echo:
+                scores = ", ".join(f"{split} loss {total_loss[split]:.4f}" for split in splits)
                 print(f"{name} | seed {seed}: {epochs_run} epochs, "
-                      f"{seconds / max(epochs_run, 1):.1f} s/epoch, test loss {total_loss:.4f}",
-                      flush=True)
-    return pd.concat(tables, ignore_index=True)[list(GRID_COLUMNS)]
+                      f"{seconds / max(epochs_run, 1):.1f} s/epoch, {scores}", flush=True)
+    return pd.concat(tables, ignore_index=True).reindex(columns=list(GRID_COLUMNS))
 
 
-def _train_and_test(build_fn, knobs, schemes, data, input_shape, seed, epochs, batch_size,
-                    early_stopping, deterministic, output_dir):
-    """One model: build, compile, fit, test. Returns (tidy metrics, head losses, params, s, epochs)."""
+def _train_and_score(build_fn, knobs, schemes, data, splits, input_shape, seed, epochs,
+                     batch_size, early_stopping, deterministic, output_dir, ci):
+    """One model: build, compile, fit, score on each split. Returns (tidy rows with a split
+    column, {split: {output: loss}}, params, seconds, epochs run)."""
     import faceattr_lab as fl
 
     fl.set_seed(seed, deterministic=deterministic)
@@ -217,28 +246,57 @@ def _train_and_test(build_fn, knobs, schemes, data, input_shape, seed, epochs, b
 
     train_ds = array_dataset(*subset("train"), batch_size, training=True, seed=seed,
                              augment=knobs["augment"])
-    # evaluation batches are larger (results do not depend on them): a small test split is
-    # then one batch, and Keras traces the predict and test functions once, not twice
+    # evaluation batches are larger (results do not depend on them): a small split is then
+    # one batch, and Keras traces the predict and test functions once, not twice
     eval_batch = max(batch_size, EVAL_BATCH)
-    val_ds = array_dataset(*subset("val"), eval_batch) if "val" in data else None
-    test_ds = array_dataset(*subset("test"), eval_batch)
+    eval_sets = {split: array_dataset(*subset(split), eval_batch) for split in splits}
 
     start = time.perf_counter()
-    history = fl.train.fit(model, train_ds, val_ds, epochs=epochs, output_dir=output_dir,
-                           early_stopping=early_stopping, resume=False, verbose=0)
+    history = fl.train.fit(model, train_ds, eval_sets["val"], epochs=epochs,
+                           output_dir=output_dir, early_stopping=early_stopping, resume=False,
+                           verbose=0)
     elapsed = time.perf_counter() - start
 
-    predictions = fl.evaluate.predict(model, test_ds, schemes)
-    table = fl.evaluate.evaluate(predictions, schemes, run="")
-    scores = model.evaluate(test_ds, return_dict=True, verbose=0)
-    if len(schemes) == 1:
-        losses = {schemes[0].output: float(scores["loss"])}
-    else:
-        losses = {s.output: float(scores[f"{s.output}_loss"]) for s in schemes}
-    for output, loss in losses.items():
-        table.loc[len(table)] = ["", output, "loss", loss]
+    tables, losses = [], {}
+    for split in splits:
+        predictions = fl.evaluate.predict(model, eval_sets[split], schemes)
+        table = fl.evaluate.evaluate(predictions, schemes, run="",
+                                     ci=ci if split == "test" else None, seed=seed)
+        scores = model.evaluate(eval_sets[split], return_dict=True, verbose=0)
+        if len(schemes) == 1:
+            losses[split] = {schemes[0].output: float(scores["loss"])}
+        else:
+            losses[split] = {s.output: float(scores[f"{s.output}_loss"]) for s in schemes}
+        head_losses = pd.DataFrame({"task": list(losses[split]), "metric": "loss",
+                                    "value": list(losses[split].values())})
+        tables.append(pd.concat([table.drop(columns="run"), head_losses],
+                                ignore_index=True).assign(split=split))
     params = fl.models.count_params(model)["total"]
-    return table, losses, params, elapsed, len(history.epoch)
+    return pd.concat(tables, ignore_index=True), losses, params, elapsed, len(history.epoch)
+
+
+def compare_on_validation(grid: pd.DataFrame, a: str, b: str, task: str = "all",
+                          metric: str = "loss", confidence: float = 0.95) -> dict:
+    """Configuration ``a`` minus ``b`` on the validation rows of a grid, paired by seed. Lab 02.
+
+    Takes the seeds both runs share (``fl.evaluate.paired_difference``): the mean difference,
+    its std over seeds and a t-interval; ``real`` is True only when the interval excludes 0.
+    """
+    from faceattr_lab import evaluate
+
+    rows = grid[(grid["split"] == "val") & (grid["task"] == task) & (grid["metric"] == metric)]
+    values = rows.pivot_table(index="seed", columns="run", values="value")
+    missing = [run for run in (a, b) if run not in values.columns]
+    if missing:
+        raise ValueError(f"no validation {task} {metric} for {missing}; the grid has "
+                         f"{sorted(values.columns)}.")
+    paired = values[[a, b]].dropna()
+    if len(paired) < 2:
+        raise ValueError(f"{a!r} and {b!r} share {len(paired)} seed(s); run both under the "
+                         "same seeds (at least 2, better 3 or more) to compare them.")
+    result = evaluate.paired_difference(paired[a], paired[b], confidence=confidence)
+    return {"a": a, "b": b, "task": task, "metric": metric,
+            "seeds": [int(seed) for seed in paired.index], **result}
 
 
 def _check_knobs(knobs: dict, where: str) -> None:
@@ -256,5 +314,123 @@ def _same(a, b) -> bool:
     return a == b
 
 
-__all__ = ["MODEL_KNOBS", "TRAIN_KNOBS", "DEFAULT_KNOBS", "GRID_COLUMNS", "config_name",
-           "ablation_configs", "build_custom_cnn", "load_arrays", "array_dataset", "run_grid"]
+CV_COLUMNS = ("run", "fold", "task", "metric", "value")
+
+
+class CrossValidation(NamedTuple):
+    """What :func:`cross_validate` returns: ``table, summary, predictions = cv``. Lab 04."""
+
+    table: pd.DataFrame        # tidy: run, fold, task, metric, value (one row per fold x metric)
+    summary: pd.DataFrame      # fl.evaluate.summarize over folds: mean, std, n, "mean ± std"
+    predictions: pd.DataFrame  # every test image once: fl.evaluate.predict columns + metadata
+
+
+def cross_validate(df: pd.DataFrame, schemes, build_fn, *, image_size, epochs: int,
+                   batch_size: int, crop=None, seed: int = 0, folds=None, val_fold=None,
+                   early_stopping: int | None = None, augment=False, oversample: bool = False,
+                   optimizer="adam", learning_rate: float | None = 1e-3, run: str = "cv",
+                   summary_metrics=("accuracy", "one_off_accuracy"),
+                   output_dir: str | Path | None = None, echo: bool = True) -> CrossValidation:
+    """Adience's k-fold protocol: one model per test fold, metrics per fold, mean ± std. Lab 04.
+
+    Levi & Hassner (2015), "Age and Gender Classification using Convolutional Neural
+    Networks", CVPR Workshops (AMFG), report exact and 1-off accuracy as mean ± std over
+    Adience's five subject-exclusive folds. For each test fold ``f`` (``folds``, default every
+    value of ``df["fold"]``), ``fl.pipeline.adience_folds`` cuts the table: ``fl.set_seed(seed)``,
+    ``model = build_fn(input_shape, schemes)`` (compiled with ``fl.models.compile_for``
+    (``optimizer``, ``learning_rate``) unless it comes compiled), ``fl.train.fit`` for
+    ``epochs`` on the other folds (``fl.pipeline.make_dataset(..., image_size, crop,
+    training=True, augment, shuffle_seed=seed)``: a random crop and flip when ``crop`` is
+    set), then ``fl.evaluate.predict`` on fold ``f`` (centre crop, or the 10-crop average of
+    ``fl.evaluate.predict_oversampled`` with ``oversample=True``).
+
+    ``val_fold``: ``None`` (the paper: no validation), ``"next"`` (the fold after the test
+    fold, cyclically) or a function ``test_fold -> fold``; the validation fold is taken out
+    of the training folds and is never the test fold. ``early_stopping`` (patience) needs one.
+
+    Returns :class:`CrossValidation`: ``table`` (``run``, ``fold``, ``task``, ``metric``,
+    ``value`` from ``fl.evaluate.evaluate``: accuracy and, for ordered age groups,
+    ``one_off_accuracy``), ``summary`` (``fl.evaluate.summarize`` over folds of the
+    ``summary_metrics``; ``None`` for every metric) and ``predictions`` (one row per image of
+    the table, each predicted by the model that did not train on its fold; with ``path``,
+    ``fold`` and ``user_id`` where present). ``output_dir`` keeps each fold's
+    ``history.csv`` under ``<output_dir>/fold<f>``.
+    """
+    import faceattr_lab as fl
+    from faceattr_lab import evaluate, models, pipeline, train
+    from faceattr_lab import labels as labels_mod
+
+    if "fold" not in df.columns:
+        raise ValueError("cross_validate needs a 'fold' column (Adience's folds); load the "
+                         "table with fl.datasets.load('adience').")
+    all_folds = sorted(int(f) for f in df["fold"].dropna().unique())
+    folds = all_folds if folds is None else [int(f) for f in folds]
+    if len(all_folds) < 2 or not folds or set(folds) - set(all_folds):
+        raise ValueError(f"folds={folds}; pick test folds among the table's folds {all_folds} "
+                         "(at least two folds are needed).")
+    if val_fold is not None and val_fold != "next" and not callable(val_fold):
+        raise ValueError(f"val_fold={val_fold!r}; pass None, 'next' or a function "
+                         "test_fold -> validation fold.")
+    if early_stopping is not None and val_fold is None:
+        raise ValueError("early_stopping needs a validation fold; pass val_fold='next' (or "
+                         "early_stopping=None, the paper's protocol).")
+    if oversample and crop is None:
+        raise ValueError("oversample=True averages 10 crops; pass crop, e.g. image_size=256, "
+                         "crop=227.")
+    schemes = labels_mod.resolve(schemes)
+    crop_size = None if crop is None else pipeline._crop_size(crop, pipeline._size(image_size))
+    input_shape = (*(crop_size or pipeline._size(image_size)), 3)
+    metadata_columns = [c for c in ("path", "fold", "user_id") if c in df.columns]
+
+    tables, predictions = [], []
+    for test_fold in folds:
+        if val_fold is None:
+            held_out = None
+        elif val_fold == "next":
+            held_out = all_folds[(all_folds.index(test_fold) + 1) % len(all_folds)]
+        else:
+            held_out = int(val_fold(test_fold))
+        parts = pipeline.adience_folds(df, test_fold, held_out)
+        train_ds = pipeline.make_dataset(parts["train"], schemes, image_size, batch_size,
+                                         training=True, augment=augment or None,
+                                         shuffle_seed=seed, crop=crop)
+        eval_batch = max(batch_size, EVAL_BATCH)
+        val_ds = (pipeline.make_dataset(parts["val"], schemes, image_size, eval_batch,
+                                        crop=crop) if held_out is not None else None)
+        test_ds = pipeline.make_dataset(parts["test"], schemes, image_size, eval_batch,
+                                        crop=None if oversample else crop)
+
+        fl.set_seed(seed)
+        model = build_fn(input_shape, schemes)
+        if not getattr(model, "compiled", False):
+            models.compile_for(model, schemes, optimizer=optimizer, learning_rate=learning_rate)
+        out = None if output_dir is None else Path(output_dir) / f"fold{test_fold}"
+        history = train.fit(model, train_ds, val_ds, epochs=epochs, output_dir=out,
+                            early_stopping=early_stopping, resume=False, verbose=0)
+        metadata = parts["test"][metadata_columns].reset_index(drop=True)
+        if oversample:
+            fold_predictions = evaluate.predict_oversampled(model, test_ds, schemes, crop=crop,
+                                                            metadata=metadata)
+        else:
+            fold_predictions = evaluate.predict(model, test_ds, schemes, metadata=metadata)
+        table = evaluate.evaluate(fold_predictions, schemes, run=run)
+        tables.append(table[["run", "task", "metric", "value"]].assign(fold=test_fold))
+        predictions.append(fold_predictions)
+        if echo:
+            accuracy = table[table["metric"] == "accuracy"]
+            scores = ", ".join(f"{t} accuracy {v:.3f}" for t, v in zip(accuracy["task"],
+                                                                       accuracy["value"]))
+            print(f"{run} | test fold {test_fold} (val fold {held_out}): "
+                  f"{len(history.epoch)} epochs, {scores}", flush=True)
+
+    table = pd.concat(tables, ignore_index=True)[list(CV_COLUMNS)]
+    chosen = table if summary_metrics is None else \
+        table[table["metric"].isin(list(summary_metrics))]
+    summary = evaluate.summarize(chosen, by=("run", "task", "metric"), over="fold")
+    return CrossValidation(table, summary, pd.concat(predictions, ignore_index=True))
+
+
+__all__ = ["MODEL_KNOBS", "TRAIN_KNOBS", "DEFAULT_KNOBS", "STUDY_C_ABLATIONS", "GRID_COLUMNS",
+           "config_name", "compare_on_validation",
+           "ablation_configs", "build_custom_cnn", "load_arrays", "array_dataset", "run_grid",
+           "cross_validate", "CrossValidation", "CV_COLUMNS"]

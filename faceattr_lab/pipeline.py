@@ -7,7 +7,9 @@ official splits where a dataset has them); ``make_dataset`` turns one part into 
 
 The pipeline decodes in parallel (``num_parallel_calls=AUTOTUNE``), keeps resized images as
 uint8 (four times less memory when cached), shuffles file paths before decoding (so a full
-shuffle costs nothing), augments whole batches with Keras preprocessing layers and prefetches.
+shuffle costs nothing), augments whole batches with stateless seeded ops (the same seeds give
+the same batches; see :class:`Augmentation`) and prefetches. Lab 04 adds Levi & Hassner's
+crops: ``make_dataset(..., image_size=256, crop=227)`` and :func:`ten_crops`.
 ``fl.benchmarks.pipeline_throughput()`` measures it against the studies' PIL loop.
 """
 
@@ -18,7 +20,6 @@ import warnings
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-import keras
 
 from faceattr_lab import labels as labels_mod
 
@@ -242,37 +243,172 @@ def load_images(paths, image_size) -> np.ndarray:
     return np.concatenate([b.numpy() for b in ds]).astype(np.float32)
 
 
-def augmentation(crop: bool = True, flip: bool = True, brightness: float = 0.2,
-                 contrast: float = 0.2, rotation: float = 0.05, seed: int = 0
-                 ) -> keras.Sequential:
+# Salts that give each random draw of an element its own stateless seed ``(element seed, salt)``.
+_CROP_SALT, _FLIP_SALT, _AUGMENT_SALT = 1, 2, 3
+_MAX_SEED = np.iinfo(np.int64).max
+
+
+class Augmentation:
     """Random crop (zoom + shift), horizontal flip, brightness, contrast, rotation. Lab 02.
 
-    Keras preprocessing layers on [0, 255] images (``value_range=(0, 255)``), each seeded from
-    ``seed``; pass ``0`` (or ``False``) to leave one out. They act only when called with
-    ``training=True``, which :func:`make_dataset` does for training batches.
+    A callable on float32 image batches ``(B, H, W, 3)`` in [0, 255], built by
+    :func:`augmentation`. Every draw is a stateless TensorFlow op
+    (``tf.random.stateless_uniform``) seeded from one int64 seed per image: ``aug(images,
+    seeds=s)`` with ``s`` of shape ``(B,)`` always gives the same result for the same ``s``,
+    whatever the batch or the thread. :func:`make_dataset` passes per-image seeds drawn from
+    ``tf.data.Dataset.random(shuffle_seed, rerandomize_each_iteration=True)``: the same seeds
+    give the same batches, each new iterator (epoch) new draws, and a resumed ``fl.train.fit``
+    (which re-creates as many iterators as the interrupted run) replays them. Called without
+    ``seeds`` (e.g. by ``fl.experiments.array_dataset`` or ``fl.train.two_views``) it draws
+    them from its own ``tf.random.Generator`` seeded with ``seed``. ``training=False`` returns
+    the images unchanged.
     """
-    layers = []
-    if crop:  # a random crop of up to 10% per side, re-scaled to the input size
-        layers += [keras.layers.RandomZoom((-0.1, 0.0), fill_mode="reflect", seed=seed),
-                   keras.layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 1)]
-    if flip:
-        layers.append(keras.layers.RandomFlip("horizontal", seed=seed + 2))
-    if brightness:
-        layers.append(keras.layers.RandomBrightness(brightness, value_range=(0, 255),
-                                                    seed=seed + 3))
-    if contrast:
-        layers.append(keras.layers.RandomContrast(contrast, value_range=(0, 255), seed=seed + 4))
-    if rotation:
-        layers.append(keras.layers.RandomRotation(rotation, fill_mode="reflect", seed=seed + 5))
-    if not layers:
-        raise ValueError("augmentation() with every transform off does nothing; pass "
-                         "augment=None to make_dataset instead.")
-    return keras.Sequential(layers, name="augmentation")
+
+    def __init__(self, crop: bool = True, flip: bool = True, brightness: float = 0.2,
+                 contrast: float = 0.2, rotation: float = 0.05, seed: int = 0):
+        for name, value in (("brightness", brightness), ("contrast", contrast),
+                            ("rotation", rotation)):
+            if not 0 <= float(value) < 1:
+                raise ValueError(f"{name}={value!r}; pass a fraction in [0, 1), e.g. 0.2, or 0 "
+                                 "to leave it out.")
+        if not (crop or flip or brightness or contrast or rotation):
+            raise ValueError("augmentation() with every transform off does nothing; pass "
+                             "augment=None to make_dataset instead.")
+        self.crop, self.flip = bool(crop), bool(flip)
+        self.brightness, self.contrast = float(brightness), float(contrast)
+        self.rotation, self.seed = float(rotation), int(seed)
+        # created here, not inside a traced tf.data function (which cannot create variables)
+        self._generator = tf.random.Generator.from_seed(self.seed)
+
+    def __repr__(self):
+        return (f"Augmentation(crop={self.crop}, flip={self.flip}, brightness={self.brightness},"
+                f" contrast={self.contrast}, rotation={self.rotation}, seed={self.seed})")
+
+    def _draw_seeds(self, count):
+        return self._generator.uniform([count], maxval=_MAX_SEED, dtype=tf.int64)
+
+    def __call__(self, images, training: bool = True, seeds=None):
+        if not training:
+            return images
+        images = tf.convert_to_tensor(images, tf.float32)
+        if seeds is None:
+            seeds = self._draw_seeds(tf.shape(images)[0])
+        seeds = tf.cast(tf.reshape(seeds, [-1]), tf.int64)
+        # 7 uniform numbers in [0, 1) per image, from its own seed
+        u = tf.map_fn(lambda s: tf.random.stateless_uniform(
+            [7], seed=tf.stack([s, tf.constant(_AUGMENT_SALT, tf.int64)])), seeds,
+            fn_output_signature=tf.float32)
+        shape = tf.shape(images)
+        height, width = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
+        zoom = 1.0 - 0.1 * u[:, 0] if self.crop else tf.ones_like(u[:, 0])
+        shift_x = (0.2 * u[:, 1] - 0.1) * width if self.crop else tf.zeros_like(u[:, 1])
+        shift_y = (0.2 * u[:, 2] - 0.1) * height if self.crop else tf.zeros_like(u[:, 2])
+        angle = (2 * u[:, 3] - 1) * self.rotation * 2 * np.pi
+        if self.crop or self.rotation:
+            images = _affine(images, zoom, angle, shift_x, shift_y)
+        if self.flip:
+            images = tf.where((u[:, 4] < 0.5)[:, None, None, None], images[:, :, ::-1, :],
+                              images)
+        if self.brightness:
+            images = images + ((2 * u[:, 5] - 1) * self.brightness * 255.0)[:, None, None, None]
+            images = tf.clip_by_value(images, 0.0, 255.0)
+        if self.contrast:
+            factor = (1 + (2 * u[:, 6] - 1) * self.contrast)[:, None, None, None]
+            mean = tf.reduce_mean(images, axis=(1, 2), keepdims=True)
+            images = tf.clip_by_value((images - mean) * factor + mean, 0.0, 255.0)
+        return images
+
+
+def _affine(images, zoom, angle, shift_x, shift_y):
+    """Sample each image at ``centre + zoom * R(angle) (p - centre) - shift`` (reflect fill).
+
+    ``zoom`` < 1 magnifies (a random crop scaled back to the input size), ``shift`` moves the
+    content by that many pixels; one bilinear resampling for zoom, shift and rotation.
+    """
+    shape = tf.shape(images)
+    cy = (tf.cast(shape[1], tf.float32) - 1) / 2
+    cx = (tf.cast(shape[2], tf.float32) - 1) / 2
+    cos, sin = zoom * tf.cos(angle), zoom * tf.sin(angle)
+    zero = tf.zeros_like(zoom)
+    transforms = tf.stack([cos, -sin, cx - cos * cx + sin * cy - shift_x,
+                           sin, cos, cy - sin * cx - cos * cy - shift_y, zero, zero], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=shape[1:3],
+        fill_value=tf.constant(0.0), interpolation="BILINEAR", fill_mode="REFLECT")
+
+
+def augmentation(crop: bool = True, flip: bool = True, brightness: float = 0.2,
+                 contrast: float = 0.2, rotation: float = 0.05, seed: int = 0) -> Augmentation:
+    """Random crop (zoom + shift), horizontal flip, brightness, contrast, rotation. Lab 02.
+
+    Returns an :class:`Augmentation`, a callable on [0, 255] image batches made of stateless
+    seeded ops (reproducible, see the class). Per image: ``crop`` zooms in by up to 10% and
+    shifts by up to 10% per side, ``flip`` mirrors with probability 1/2, ``brightness`` adds up
+    to +-that fraction of 255, ``contrast`` scales the distance to the image's mean by a factor
+    in ``1 +- contrast``, ``rotation`` turns by up to +-that fraction of a full turn (reflected
+    borders, clipped to [0, 255]); pass ``0`` (or ``False``) to leave one out. ``seed`` seeds
+    calls made without per-image seeds; :func:`make_dataset` passes its own.
+    """
+    return Augmentation(crop=crop, flip=flip, brightness=brightness, contrast=contrast,
+                        rotation=rotation, seed=seed)
+
+
+# -- crops (Levi & Hassner's protocol) -------------------------------------------------------
+TEN_CROPS = ("top_left", "top_right", "bottom_left", "bottom_right", "centre",
+             "top_left_mirror", "top_right_mirror", "bottom_left_mirror",
+             "bottom_right_mirror", "centre_mirror")
+
+
+def _crop_size(crop, size: tuple[int, int]) -> tuple[int, int]:
+    """``crop`` as (height, width), checked to fit in images of ``size``."""
+    crop = _size(crop)
+    if crop[0] > size[0] or crop[1] > size[1]:
+        raise ValueError(f"crop={crop} is larger than the images {size}; pass a crop no larger "
+                         "than image_size, e.g. image_size=256, crop=227.")
+    return crop
+
+
+def ten_crops(images, crop):
+    """The 10 crops of Levi & Hassner's over-sampled test: ``(10, B, h, w, C)``. Lab 04.
+
+    Levi & Hassner (2015), "Age and Gender Classification using Convolutional Neural Networks",
+    CVPR Workshops (AMFG): the four corner crops and the centre crop of each image, then their
+    horizontal mirrors, in the order of :data:`TEN_CROPS` (Caffe's ``oversample``). The centre
+    crop starts at ``((H - h) // 2, (W - w) // 2)``. ``images`` is a batch ``(B, H, W, C)`` (or
+    one image ``(H, W, C)``, giving ``(10, h, w, C)``); ``crop`` an int or ``(h, w)``.
+    """
+    images = tf.convert_to_tensor(images)
+    if images.shape.rank not in (3, 4) or None in images.shape[-3:-1]:
+        raise ValueError(f"ten_crops needs images (B, H, W, C) or (H, W, C) of known size, got "
+                         f"shape {images.shape}.")
+    height, width = int(images.shape[-3]), int(images.shape[-2])
+    h, w = _crop_size(crop, (height, width))
+    tops = (0, 0, height - h, height - h, (height - h) // 2)
+    lefts = (0, width - w, 0, width - w, (width - w) // 2)
+    crops = [images[..., t:t + h, l:l + w, :] for t, l in zip(tops, lefts)]
+    crops += [c[..., ::-1, :] for c in crops]
+    return tf.stack(crops)
+
+
+def _centre_crop(image, crop: tuple[int, int]):
+    top = (tf.shape(image)[0] - crop[0]) // 2
+    left = (tf.shape(image)[1] - crop[1]) // 2
+    return image[top:top + crop[0], left:left + crop[1], :]
+
+
+def _random_crop_and_flip(image, crop: tuple[int, int], seed):
+    """A random ``crop`` of one image (every offset equally likely), mirrored half the time;
+    stateless, from the image's int64 ``seed``."""
+    image = tf.image.stateless_random_crop(
+        image, [crop[0], crop[1], 3], seed=tf.stack([seed, tf.constant(_CROP_SALT, tf.int64)]))
+    return tf.image.stateless_random_flip_left_right(
+        image, seed=tf.stack([seed, tf.constant(_FLIP_SALT, tf.int64)]))
 
 
 def make_dataset(df: pd.DataFrame, schemes, image_size, batch_size: int = 64,
                  training: bool = False, augment=None, cache=False, shuffle_seed: int = 0,
-                 drop_remainder: bool = False, sample_weights: bool = False) -> tf.data.Dataset:
+                 drop_remainder: bool = False, sample_weights: bool = False, crop=None
+                 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``(images, {scheme.output: labels})`` from a table. Lab 02.
 
     - ``schemes``: a Scheme, a name, or a list (one per head); labels are encoded once with
@@ -281,6 +417,16 @@ def make_dataset(df: pd.DataFrame, schemes, image_size, batch_size: int = 64,
     - ``training=True`` shuffles (seeded by ``shuffle_seed``, a new order each epoch) and
       applies ``augment``: ``True`` for :func:`augmentation` ``(seed=shuffle_seed)``, or any
       Keras layer / callable on a batch. ``augment`` without ``training`` raises.
+      Augmentation and random crops are reproducible: each image gets an int64 seed from
+      ``tf.data.Dataset.random(shuffle_seed, rerandomize_each_iteration=True)``, so the same
+      seeds give the same batches, each epoch (iterator) new draws, and a resumed
+      ``fl.train.fit`` the draws of the run it resumes. A callable of your own is called
+      as it is, one batch at a time: its draws are as reproducible as it makes them.
+    - ``crop`` (an int or ``(h, w)``, Lab 04): images are resized to ``image_size`` and then
+      cropped, Levi & Hassner's protocol (``image_size=256, crop=227``): with ``training`` a
+      random crop (any offset equally likely) mirrored half the time, without it the centre
+      crop. For their over-sampled test use ``fl.evaluate.predict_oversampled`` on uncropped
+      batches (:func:`ten_crops`).
     - ``cache``: ``False``, ``True`` (memory) or a file path prefix (``ds.cache(path)``):
       decoded, resized uint8 images are kept after the first epoch.
     - ``sample_weights=True`` adds a third element, ``{output: weight}`` with balanced
@@ -293,6 +439,11 @@ def make_dataset(df: pd.DataFrame, schemes, image_size, batch_size: int = 64,
     if augment is not None and augment is not False and not training:
         raise ValueError("augment only applies to training data; pass training=True, or "
                          "augment=None for validation and test sets.")
+    crop_size = None if crop is None else _crop_size(crop, size)
+    if augment is True:
+        augment = augmentation(seed=shuffle_seed)
+    # one seed per image, drawn anew by each iterator, for the random crop and augmentation
+    seeded = training and (crop_size is not None or isinstance(augment, Augmentation))
     if "path" not in df.columns:
         raise ValueError("make_dataset needs a 'path' column (see ARCHITECTURE.md).")
     if len(df) == 0:
@@ -312,17 +463,31 @@ def make_dataset(df: pd.DataFrame, schemes, image_size, batch_size: int = 64,
         if training:
             ds = ds.shuffle(min(len(df), CACHED_SHUFFLE_BUFFER), seed=shuffle_seed,
                             reshuffle_each_iteration=True)
+    if seeded:  # stateless draws: a pure function of (global seed, shuffle_seed, iterator)
+        seeds = tf.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(lambda element, seed: (*element, seed))
+    if crop_size is not None and training:
+        ds = ds.map(lambda image, *rest: (_random_crop_and_flip(image, crop_size, rest[-1]),
+                                          *rest), num_parallel_calls=AUTOTUNE)
+    elif crop_size is not None:
+        ds = ds.map(lambda image, *rest: (_centre_crop(image, crop_size), *rest),
+                    num_parallel_calls=AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
 
-    if augment is True:
-        augment = augmentation(seed=shuffle_seed)
-    if augment:
-        def to_float(images, *rest):
-            return (augment(tf.cast(images, tf.float32), training=True), *rest)
-    else:
-        def to_float(images, *rest):
-            return (tf.cast(images, tf.float32), *rest)
-    return ds.map(to_float, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    def to_float(images, *rest):
+        seeds = None
+        if seeded:
+            rest, seeds = rest[:-1], rest[-1]
+        images = tf.cast(images, tf.float32)
+        if isinstance(augment, Augmentation):
+            images = augment(images, seeds=seeds)
+        elif augment:
+            images = augment(images, training=True)
+        return (images, *rest)
+
+    # a callable of our own is stateless and runs in parallel; any other runs in order
+    parallel = AUTOTUNE if not augment or isinstance(augment, Augmentation) else None
+    return ds.map(to_float, num_parallel_calls=parallel).prefetch(AUTOTUNE)
 
 
 def to_numpy(ds: tf.data.Dataset) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -383,5 +548,6 @@ def _sample_weights(targets: dict, schemes) -> dict[str, np.ndarray]:
     return weights
 
 
-__all__ = ["split", "adience_folds", "make_dataset", "augmentation", "decode_and_resize",
-           "load_images", "to_numpy", "class_weights", "sample_weights", "SPLITS"]
+__all__ = ["split", "adience_folds", "make_dataset", "augmentation", "Augmentation",
+           "ten_crops", "TEN_CROPS", "decode_and_resize", "load_images", "to_numpy",
+           "class_weights", "sample_weights", "SPLITS"]

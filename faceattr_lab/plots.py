@@ -250,6 +250,44 @@ def compare_runs(table: pd.DataFrame, metric: str, x: str = "run", hue: str | No
 # Age and features
 # --------------------------------------------------------------------------------------------
 
+def paired_seeds(table: pd.DataFrame, metric: str, task: str = "all", runs=None,
+                 split: str | None = "val", title: str | None = None):
+    """One line per seed across runs (paired repeats), the mean in black. Lab 02.
+
+    Reads a grid table (``fl.experiments.run_grid``: columns run, seed, task, metric, value,
+    and split when ``split`` is given). Lines that slope the same way for every seed show a
+    difference that the seed does not explain; crossing lines show one that it may.
+    """
+    _check_columns(table, ["run", "seed", "task", "metric", "value"]
+                   + (["split"] if split is not None else []))
+    rows = table[(table["task"] == task) & (table["metric"] == metric)]
+    if split is not None:
+        rows = rows[rows["split"] == split]
+    values = rows.pivot_table(index="seed", columns="run", values="value", sort=False)
+    runs = list(values.columns) if runs is None else list(runs)
+    missing = [run for run in runs if run not in values.columns]
+    if missing or len(runs) < 2:
+        raise ValueError(f"need at least two runs with {task} {metric} rows; missing {missing}, "
+                         f"available {sorted(values.columns)}.")
+    values = values[runs].dropna()
+    if values.empty:
+        raise ValueError(f"runs {runs} share no seed; run them under the same seeds.")
+    fig, ax = _figure(figsize=(max(4.5, 1.6 * len(runs) + 2.5), 4))
+    xs = np.arange(len(runs))
+    for seed, row in values.iterrows():
+        ax.plot(xs, row.to_numpy(), marker="o", alpha=0.7, label=f"seed {seed}")
+    ax.plot(xs, values.mean().to_numpy(), color="black", linewidth=3, marker="s",
+            label="mean over seeds")
+    ax.set_xticks(xs, [str(run) for run in runs])
+    where = f", {split} split" if split is not None else ""
+    ax.set(xlabel="configuration", ylabel=f"{metric} (task {task}{where})",
+           title=title or f"{task} {metric}{where}, paired by seed")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def age_error(predictions, output: str = "age", bin_width: int = 10, title: str | None = None):
     """Mean absolute age error per true-age bin, with std bars and bin sizes. Lab 02.
 
@@ -550,4 +588,5 @@ def _as_category(series: pd.Series, name: str) -> pd.Series:
 
 
 __all__ = ["DPI", "save", "training_curves", "confusion_matrix", "group_bars", "compare_runs",
+           "paired_seeds",
            "age_error", "embedding", "image_grid", "distribution", "crosstab_heatmap"]

@@ -298,6 +298,73 @@ def build_for_training(model, train_ds) -> None:
             pass           # is built by Keras inside the trace, as without this function
 
 
+def with_class_weights(dataset, class_weight: dict):
+    """``(x, y)`` batches -> ``(x, y, sample_weight)`` with per-output class weights. Lab 02.
+
+    ``class_weight`` is ``{output: {class index: weight}}`` (``fl.pipeline.class_weights``
+    gives the inner dict); each label of a named output becomes the weight of its class (1 for
+    a class not in the dict), every other output gets weight 1. What :func:`fit` does with its
+    ``class_weight`` argument.
+    """
+    import tensorflow as tf
+
+    spec = getattr(dataset, "element_spec", None)
+    if not isinstance(dataset, tf.data.Dataset) or not isinstance(spec, tuple):
+        raise ValueError("class_weight needs a tf.data pipeline of (images, labels) batches "
+                         "(fl.pipeline.make_dataset); pass sample weights yourself otherwise.")
+    if len(spec) != 2:
+        raise ValueError("the training pipeline yields sample weights already; drop "
+                         "class_weight, or build the pipeline without sample weights.")
+    if not isinstance(spec[1], dict):
+        raise ValueError("class_weight needs labels as a dict {output: labels}, as the kit's "
+                         "pipeline yields them.")
+    if not isinstance(class_weight, dict) or not all(
+            isinstance(w, dict) for w in class_weight.values()):
+        raise ValueError("class_weight must be {output: {class index: weight}}, e.g. "
+                         f"{{{next(iter(spec[1]))!r}: fl.pipeline.class_weights(labels)}}; "
+                         f"got {class_weight!r}.")
+    unknown = sorted(set(class_weight) - set(spec[1]))
+    if unknown:
+        raise ValueError(f"class_weight names {unknown}, which the labels do not have; use "
+                         f"keys from {sorted(spec[1])}.")
+    tables = {}
+    for output, weights in class_weight.items():
+        if not spec[1][output].dtype.is_integer:
+            raise ValueError(f"class_weight[{output!r}] needs int class labels, but the "
+                             f"{output!r} labels are {spec[1][output].dtype.name}; use "
+                             "sample weights for regression targets.")
+        shape = spec[1][output].shape
+        if shape.rank is not None and (shape.rank > 2 or (shape.rank == 2
+                                                          and shape[-1] not in (1, None))):
+            raise ValueError(f"class_weight[{output!r}] needs one class index per sample; the "
+                             f"labels have shape {shape} (one-hot?). Use sparse labels.")
+        if any(int(c) != c or c < 0 for c in weights):
+            raise ValueError(f"class_weight[{output!r}] keys must be class indices >= 0, got "
+                             f"{sorted(weights)}.")
+        if weights:
+            table = np.ones(int(max(weights)) + 1, "float32")
+            for c, w in weights.items():
+                table[int(c)] = float(w)
+            tables[output] = tf.constant(table)
+
+    def weigh(images, labels):
+        weights = {}
+        for output, y in labels.items():
+            batch = tf.shape(y)[0]
+            if output not in tables:
+                weights[output] = tf.ones([batch], tf.float32)
+                continue
+            table = tables[output]
+            y = tf.reshape(tf.cast(y, tf.int64), [batch, -1])[:, 0]
+            size = table.shape[0]
+            known = (y >= 0) & (y < size)   # classes outside the dict weigh 1
+            weights[output] = tf.where(known, tf.gather(table, tf.clip_by_value(y, 0, size - 1)),
+                                       tf.ones_like(y, tf.float32))
+        return images, labels, weights
+
+    return dataset.map(weigh, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def fit(model, train_ds, val_ds=None, epochs: int = 10, output_dir=None, *,
         early_stopping: int | None = 5, monitor: str | None = None,
         lr_schedule: str | None = None, lr_params: dict | None = None, csv: bool = True,
@@ -315,6 +382,15 @@ def fit(model, train_ds, val_ds=None, epochs: int = 10, output_dir=None, *,
     - ``output_dir``: where ``history.csv``, ``backup/`` and ``logs/`` (TensorBoard) go. With
       ``resume=True``, a backup left there by an interrupted run is picked up (that run's
       epochs are not repeated); ``resume=False`` discards it and starts afresh.
+    - ``class_weight``: ``{output: {class index: weight}}``, e.g.
+      ``{"race": fl.pipeline.class_weights(race_labels)}``. Keras 3 takes ``class_weight``
+      for single-output models only and the kit's labels are always a dict, so ``fit`` maps
+      each training batch's labels to per-output sample weights in the ``tf.data`` pipeline
+      (yielding ``(images, labels, {output: weights})``): a sample of class ``c`` weighs
+      ``class_weight[output][c]``; a class missing from the dict and every output not named
+      weigh 1 (as Keras' own ``class_weight``). Keras' losses then average ``weight * loss``
+      over the batch. Training only: validation losses stay unweighted. A pipeline that
+      yields sample weights already cannot take class weights too (``ValueError``).
     - ``verbose="auto"``: progress bars in a notebook, one line per epoch under papermill / CI.
     Returns the Keras ``History`` of the epochs run by this call.
     """
@@ -334,6 +410,8 @@ def fit(model, train_ds, val_ds=None, epochs: int = 10, output_dir=None, *,
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}.")
     monitor = monitor or ("val_loss" if val_ds is not None else "loss")
+    if class_weight is not None:
+        train_ds = with_class_weights(train_ds, class_weight)
 
     out = Path(output_dir).expanduser() if output_dir is not None else None
     all_callbacks = []
@@ -382,29 +460,41 @@ def fit(model, train_ds, val_ds=None, epochs: int = 10, output_dir=None, *,
                       "Pass resume=False to train again.", stacklevel=2)
     build_for_training(model, train_ds)
     return model.fit(train_ds, validation_data=val_ds, epochs=epochs, callbacks=all_callbacks,
-                     class_weight=class_weight, verbose=resolve_verbose(verbose),
+                     verbose=resolve_verbose(verbose),
                      shuffle=False)  # a tf.data pipeline shuffles itself (seeded, per epoch)
 
 
 # --------------------------------------------------------------------------------------------
 # SupCon phases
 # --------------------------------------------------------------------------------------------
-def two_views(dataset, augment=None):
+def two_views(dataset, augment):
     """Each batch twice, stacked on the batch axis (2B samples, labels tiled). Lab 05.
 
-    With ``augment`` (a function or Keras layer on an image batch) each copy is augmented
-    separately; without it the encoder's own random layers make the views differ. SupCon on
-    the stacked batch equals SupCon on (B, 2, D) views (see ``fl.losses.supcon_loss``).
+    ``augment`` (a function or Keras layer on an image batch, random) is applied to each copy
+    separately, giving Khosla et al.'s two augmented views of every image. SupCon on the
+    stacked batch equals SupCon on (B, 2, D) views (see ``fl.losses.supcon_loss``).
     """
     import tensorflow as tf
 
+    if augment is None or not callable(augment):
+        raise ValueError("two_views needs augment (a random augmentation function or Keras "
+                         "layer): two identical copies are not two views.")
+
     def stack(images, labels):
-        first = augment(images) if augment is not None else images
-        second = augment(images) if augment is not None else images
+        first = augment(images)
+        second = augment(images)
         tiled = tf.nest.map_structure(lambda y: tf.concat([y, y], axis=0), labels)
         return tf.concat([first, second], axis=0), tiled
 
     return dataset.map(stack, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _one_view(dataset, augment):
+    """Each batch augmented once (``augment`` on the images, labels unchanged)."""
+    import tensorflow as tf
+
+    return dataset.map(lambda images, labels: (augment(images), labels),
+                       num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _phase_dir(output_dir, name):
@@ -414,15 +504,29 @@ def _phase_dir(output_dir, name):
 def fit_supcon(encoder, schemes, train_ds, val_ds=None, *, epochs_pretrain: int,
                epochs_classifier: int, epochs_finetune: int = 0, temperature: float = 0.1,
                variant: str = "supcon", loss_weight: float = 0.1, views: int = 1,
-               augment=None, projection_dim: int = 128, hidden: int = 512,
+               augment=None, projection_dim: int = 128, projection_head: str = "keras_io",
+               hidden: int = 512,
                dropout: float = 0.5, learning_rate: float = 1e-3,
                finetune_learning_rate: float = 1e-4, output_dir=None,
                early_stopping: int | None = 5, verbose="auto") -> dict:
     """The SupCon study's training (Khosla et al. 2020, multi-output as in ltkhang's study). Lab 05.
 
     1. ``pretrain``: encoder + one projection head per scheme, a SupCon loss per output with
-       weight ``loss_weight`` (the study: 0.1); ``views=2`` feeds each batch twice
-       (:func:`two_views`).
+       weight ``loss_weight`` (the study: 0.1). ``views=2`` is Khosla et al.'s setup: two
+       augmented views of each image (:func:`two_views`), so ``augment`` (a random
+       augmentation function or Keras layer on an image batch) is required (``ValueError``
+       otherwise: two identical copies are not two views). ``views=1`` is the keras.io
+       example's setup (study A): one view per image, augmented by ``augment`` if given, else
+       only by random layers inside the encoder. ``projection_head``: "keras_io" (``Dense(
+       projection_dim, relu)``, the keras.io example's head, which study A used) or
+       "supcontrast" (Khosla et al.'s MLP head, linear then L2-normalised); see
+       ``fl.models.supcon.projection_model``.
+       The validation loss is computed on ONE un-augmented view of each validation image.
+       Two identical copies would give every anchor its own copy as a positive at cosine 1
+       (and in the denominator), adding a label-free instance-discrimination term; one view
+       keeps exactly the supervised term (same-label samples as positives), on deterministic
+       inputs, so it is comparable from epoch to epoch. It is on a different scale from the
+       training loss (B anchors, no augmented twin): compare val_loss with itself only.
     2. ``classifier``: softmax heads on the FROZEN encoder, cross-entropy.
     3. ``finetune`` (if ``epochs_finetune``): the encoder unfrozen and the model RE-COMPILED
        (the study set ``trainable=True`` without re-compiling, so its encoder stayed frozen)
@@ -441,16 +545,27 @@ def fit_supcon(encoder, schemes, train_ds, val_ds=None, *, epochs_pretrain: int,
                          "classification version of the scheme (e.g. age bins).")
     if views not in (1, 2):
         raise ValueError(f"views must be 1 or 2, got {views!r}.")
+    if augment is not None and not callable(augment):
+        raise ValueError(f"augment must be a function or Keras layer on an image batch, got "
+                         f"{augment!r}.")
+    if views == 2 and augment is None:
+        raise ValueError("views=2 without augment would train on two identical copies of each "
+                         "image, not Khosla et al.'s two augmented views: pass augment=... (e.g. "
+                         "a keras.Sequential of RandomFlip/RandomTranslation/RandomZoom), or "
+                         "use views=1.")
     outputs = [s.output for s in schemes]
 
-    projector = supcon_models.projection_model(encoder, schemes, dim=projection_dim)
+    projector = supcon_models.projection_model(encoder, schemes, dim=projection_dim,
+                                               head=projection_head)
     loss, loss_weights = losses.supcon_losses(schemes, weights=loss_weight,
                                               temperature=temperature, variant=variant)
     projector.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss,
                       loss_weights=loss_weights)
-    pretrain_ds = two_views(train_ds, augment) if views == 2 else train_ds
-    pretrain_val = (two_views(val_ds, augment) if views == 2 else val_ds) \
-        if val_ds is not None else None
+    if views == 2:
+        pretrain_ds = two_views(train_ds, augment)
+    else:
+        pretrain_ds = _one_view(train_ds, augment) if augment is not None else train_ds
+    pretrain_val = val_ds   # one un-augmented view per image (see the docstring)
     histories = {"pretrain": fit(projector, pretrain_ds, pretrain_val, epochs_pretrain,
                                  _phase_dir(output_dir, "pretrain"),
                                  early_stopping=early_stopping, verbose=verbose)}
@@ -482,4 +597,5 @@ def fit_supcon(encoder, schemes, train_ds, val_ds=None, *, epochs_pretrain: int,
 
 __all__ = ["QUIET_ENV", "LR_SCHEDULES", "quiet_logging", "resolve_verbose",
            "enable_mixed_precision_if_gpu", "with_strategy", "lr_schedule_fn",
-           "ResumableEarlyStopping", "ResumableBackup", "fit", "two_views", "fit_supcon"]
+           "ResumableEarlyStopping", "ResumableBackup", "with_class_weights", "fit", "two_views",
+           "fit_supcon"]

@@ -281,7 +281,8 @@ def train_knobs(knobs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame, schem
     val_ds = pipeline.make_dataset(val_rows, schemes, image_size, k["batch_size"])
     model = models.custom_cnn((image_size, image_size, 3), schemes,
                               conv_filters=k["conv_filters"], bn_order=k["bn_order"],
-                              dense_units=int(k["dense_units"]), dropout=float(k["dropout"]))
+                              dense_units=int(k["dense_units"]), dropout=float(k["dropout"]),
+                              bn_momentum=0.9)  # a 1-3 epoch run: see fl.models.cnn.BN_MOMENTUM
     models.compile_for(model, schemes, optimizer=k["optimizer"],
                        learning_rate=float(k["learning_rate"]))
     history = train.fit(model, train_ds, val_ds, epochs=int(k["epochs"]), early_stopping=None,

@@ -46,7 +46,7 @@ def test_unknown_knob_is_refused():
         experiments.ablation_configs({}, dropout=0.6)
 
 
-def test_run_grid_table_has_every_config_seed_task_metric(tiny_table):
+def test_run_grid_scores_validation_and_tests_only_when_asked(tiny_table):
     schemes = [fl.labels.get("age_years_116"), fl.labels.get("gender")]
     train, val, test = tiny_table.iloc[:32], tiny_table.iloc[32:40], tiny_table.iloc[40:]
     configs = {"small": {"conv_filters": (4,), "dense_units": 8, "dropout": 0.2},
@@ -60,28 +60,64 @@ def test_run_grid_table_has_every_config_seed_task_metric(tiny_table):
     expected |= {("all", "loss")}
     for run in configs:
         for seed in (0, 1):
-            rows = table[(table.run == run) & (table.seed == seed)]
-            assert set(zip(rows.task, rows.metric)) == expected
-            assert len(rows) == len(expected)
-            values = rows.set_index(["task", "metric"])["value"]
-            # the total is the weighted sum of the head losses (age weighted 2)
-            assert values["all", "loss"] == pytest.approx(
-                2.0 * values["age", "loss"] + values["gender", "loss"], rel=1e-5)
-    assert table.loc[table.metric == "accuracy", "value"].between(0, 1).all()
-    assert (table.loc[table.metric.isin(["mae", "rmse", "loss"]), "value"] >= 0).all()
-    assert (table.params > 0).all() and (table.seconds_per_epoch > 0).all()
+            for split, part in (("val", val), ("test", test)):
+                rows = table[(table.run == run) & (table.seed == seed) & (table.split == split)]
+                assert set(zip(rows.task, rows.metric)) == expected
+                assert len(rows) == len(expected)
+                values = rows.set_index(["task", "metric"])["value"]
+                # the total is the weighted sum of the head losses (age weighted 2)
+                assert values["all", "loss"] == pytest.approx(
+                    2.0 * values["age", "loss"] + values["gender", "loss"], rel=1e-5)
+                # every split is scored on its own faces: gender accuracy is a multiple of 1/n
+                hits = values["gender", "accuracy"] * len(part)
+                assert hits == pytest.approx(round(hits), abs=1e-6)
+    # intervals only on the test split, around the figure, for per-face means only
+    test_rows = table[table.split == "test"].set_index(["run", "seed", "task", "metric"])
+    acc = test_rows.loc[("small", 0, "gender", "accuracy")]
+    assert acc.ci_low <= acc.value <= acc.ci_high
+    assert test_rows.loc[("small", 0, "gender", "macro_f1")][["ci_low", "ci_high"]].isna().all()
+    assert table.loc[table.split == "val", ["ci_low", "ci_high"]].isna().all().all()
     # separate networks: two trunks, so more weights than one shared trunk
     params = table.groupby("run")["params"].first()
     assert params["small_separate"] > params["small"]
+    # without a test split the test is never touched
+    no_test = experiments.run_grid({"small": configs["small"]}, train, val, None, schemes, 32,
+                                   epochs=1, batch_size=16, seeds=(0,), echo=False)
+    assert set(no_test.split) == {"val"}
+    with pytest.raises(ValueError, match="validation split"):
+        experiments.run_grid(configs, train, None, test, schemes, 32, epochs=1, batch_size=16)
 
 
 def test_same_seed_gives_same_metrics(tiny_table):
     schemes = [fl.labels.get("age_years_116"), fl.labels.get("gender")]
-    train, test = tiny_table.iloc[:32], tiny_table.iloc[32:]
+    train, val = tiny_table.iloc[:32], tiny_table.iloc[32:]
     configs = {"a": {"conv_filters": (4,), "dense_units": 8, "augment": True}}
     kwargs = dict(epochs=1, batch_size=16, echo=False)
-    first = experiments.run_grid(configs, train, None, test, schemes, 32, seeds=(3,), **kwargs)
-    again = experiments.run_grid(configs, train, None, test, schemes, 32, seeds=(3,), **kwargs)
+    first = experiments.run_grid(configs, train, val, None, schemes, 32, seeds=(3,), **kwargs)
+    again = experiments.run_grid(configs, train, val, None, schemes, 32, seeds=(3,), **kwargs)
     np.testing.assert_allclose(first["value"].to_numpy(), again["value"].to_numpy(), rtol=1e-6)
-    other = experiments.run_grid(configs, train, None, test, schemes, 32, seeds=(4,), **kwargs)
+    other = experiments.run_grid(configs, train, val, None, schemes, 32, seeds=(4,), **kwargs)
     assert not np.allclose(first["value"].to_numpy(), other["value"].to_numpy())
+
+
+def test_compare_on_validation_pairs_runs_by_seed():
+    # a hand-made grid: a - b per seed is 0.5, 1.0, 0.1 (seed 9 exists for a only)
+    rows = [("a", 1, 2.0), ("a", 2, 3.0), ("a", 3, 1.1), ("a", 9, 0.0),
+            ("b", 1, 1.5), ("b", 2, 2.0), ("b", 3, 1.0)]
+    grid = pd.DataFrame([{"run": r, "seed": s, "split": "val", "task": "all", "metric": "loss",
+                          "value": v} for r, s, v in rows])
+    test_rows = grid.assign(split="test", value=100.0)  # must be ignored
+    result = experiments.compare_on_validation(pd.concat([grid, test_rows]), "a", "b")
+    diffs = np.array([0.5, 1.0, 0.1])
+    assert result["seeds"] == [1, 2, 3]
+    assert result["mean"] == pytest.approx(diffs.mean())
+    assert result["std"] == pytest.approx(diffs.std(ddof=1))
+    # t(0.975, 2) = 4.302653 (tables); half width = t * s / sqrt(3)
+    half = 4.302653 * diffs.std(ddof=1) / np.sqrt(3)
+    assert result["ci_low"] == pytest.approx(diffs.mean() - half, rel=1e-5)
+    assert result["ci_high"] == pytest.approx(diffs.mean() + half, rel=1e-5)
+    assert result["real"] is False
+    with pytest.raises(ValueError, match="share 0 seed"):
+        experiments.compare_on_validation(grid[grid.run == "a"].assign(run="c")
+                                          .pipe(lambda g: pd.concat([g, grid[grid.run == "b"]
+                                                                     .assign(seed=99)])), "c", "b")

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from faceattr_lab import losses
+from faceattr_lab.models.heads import CoralOutput
 
 
 # ------------------------------------------------------------------ independent references
@@ -189,30 +190,6 @@ def test_coral_predict_counts_probabilities_above_half():
                                1 / (1 + np.exp(-logits)), rtol=1e-6)
 
 
-class _TinyCoralOutput(keras.layers.Layer):
-    """CORAL head: one shared weight vector (a single unit) and K-1 independent biases."""
-
-    def __init__(self, num_classes, **kwargs):
-        super().__init__(**kwargs)
-        self.num_classes = num_classes
-
-    def build(self, input_shape):
-        self.kernel = self.add_weight(shape=(input_shape[-1], 1), initializer="glorot_uniform")
-        self.biases = self.add_weight(shape=(self.num_classes - 1,), initializer="zeros")
-
-    def call(self, x):
-        return keras.ops.matmul(x, self.kernel) + self.biases
-
-
-def _coral_head(num_classes):
-    try:
-        from faceattr_lab.models.heads import CoralOutput
-
-        return CoralOutput(num_classes)
-    except (ImportError, AttributeError, TypeError):
-        return _TinyCoralOutput(num_classes)
-
-
 def test_coral_head_is_rank_consistent_and_training_sorts_biases():
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -223,7 +200,7 @@ def test_coral_head_is_rank_consistent_and_training_sorts_biases():
     ranks = np.digitize(score, np.quantile(score, [0.2, 0.4, 0.6, 0.8]))
     inputs = keras.Input((4,))
     logits = keras.layers.Dense(8, activation="relu")(inputs)
-    head = _coral_head(num_classes)
+    head = CoralOutput(num_classes)
     model = keras.Model(inputs, head(logits))
     # Rank consistency: with sorted (non-increasing) biases, P(rank > k) never increases in k.
     biases = [w for w in head.weights if tuple(w.shape) == (num_classes - 1,)][0]

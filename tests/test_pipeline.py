@@ -148,16 +148,148 @@ def test_training_shuffle_is_seeded(images):
     assert order(1, cache=True) == order(1, cache=True)
 
 
-def test_augmentation_runs_on_batches_and_stays_in_range(images):
-    ds = pipeline.make_dataset(images, "gender", 16, batch_size=4, training=True, augment=True,
-                               drop_remainder=True)
-    x, y = pipeline.to_numpy(ds)
+@pytest.fixture
+def textured(tmp_path):
+    """Eight 16x16 PNGs (lossless) of random pixels in [40, 215], so any move or flip shows."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for i in range(8):
+        path = tmp_path / f"t{i}.png"
+        Image.fromarray(rng.integers(40, 216, (16, 16, 3), dtype=np.uint8)).save(path)
+        rows.append({"path": str(path), "gender": i % 2})
+    df = pd.DataFrame(rows)
+    df["gender"] = df["gender"].astype("Int64")
+    return df
+
+
+def _epochs(ds, count=2):
+    """``count`` passes over a dataset, each a fresh iterator: [(images, genders), ...]."""
+    passes = []
+    for _ in range(count):
+        x, y = pipeline.to_numpy(ds)
+        passes.append((x, y["gender"]))
+    return passes
+
+
+def test_augmentation_is_seeded_per_epoch_and_replays(textured):
+    def build(seed):
+        return pipeline.make_dataset(textured, "gender", 16, batch_size=3, training=True,
+                                     augment=True, shuffle_seed=seed)
+
+    first, second = _epochs(build(1))
+    again = _epochs(build(1))
+    for (x, y), (x_again, y_again) in zip((first, second), again):
+        np.testing.assert_array_equal(x, x_again)   # same seeds, same batches, every epoch
+        np.testing.assert_array_equal(y, y_again)
+    assert not np.allclose(first[0], second[0])      # a new epoch draws anew
+    other = _epochs(build(2), 1)[0]
+    assert not np.allclose(first[0], other[0])       # another seed draws otherwise
+    # what fl.train.fit does on resume: create (and drop) the finished epochs' iterators
+    resumed = build(1)
+    iter(resumed)
+    np.testing.assert_array_equal(_epochs(resumed, 1)[0][0], second[0])
+    # augmentation really changes every image, within [0, 255]
+    x, _ = first
+    originals = pipeline.load_images(textured["path"], 16)
     assert x.shape == (8, 16, 16, 3) and x.min() >= 0 and x.max() <= 255
-    assert sorted(y["gender"].tolist()) == [0, 0, 0, 0, 1, 1, 1, 1]
+    closest = np.abs(x[:, None] - originals[None]).mean(axis=(2, 3, 4)).min(axis=1)
+    assert (closest > 1.0).all(), closest
     with pytest.raises(ValueError, match="training=True"):
-        pipeline.make_dataset(images, "gender", 16, augment=True)
-    layer_names = [layer.__class__.__name__ for layer in pipeline.augmentation().layers]
-    assert "RandomFlip" in layer_names and "RandomBrightness" in layer_names
+        pipeline.make_dataset(textured, "gender", 16, augment=True)
+
+
+def test_each_augmentation_transform_matches_numpy():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(100, 150, (16, 8, 8, 3)).astype("float32")
+    seeds = np.arange(16, dtype=np.int64) * 7919 + 1
+    off = dict(crop=False, flip=False, brightness=0, contrast=0, rotation=0)
+
+    flipped = pipeline.augmentation(**{**off, "flip": True})(x, seeds=seeds).numpy()
+    mirrored = [np.array_equal(f, o[:, ::-1]) for f, o in zip(flipped, x)]
+    kept = [np.array_equal(f, o) for f, o in zip(flipped, x)]
+    assert all(m or k for m, k in zip(mirrored, kept)) and any(mirrored) and any(kept)
+    np.testing.assert_array_equal(
+        pipeline.augmentation(**{**off, "flip": True})(x, seeds=seeds).numpy(), flipped)
+
+    brighter = pipeline.augmentation(**{**off, "brightness": 0.2})(x, seeds=seeds).numpy()
+    delta = (brighter - x).reshape(16, -1)
+    np.testing.assert_allclose(delta, delta[:, :1] * np.ones_like(delta), atol=1e-3)
+    assert np.abs(delta[:, 0]).max() <= 0.2 * 255 + 1e-3 and np.abs(delta[:, 0]).min() > 0
+
+    contrasted = pipeline.augmentation(**{**off, "contrast": 0.2})(x, seeds=seeds).numpy()
+    mean = x.mean(axis=(1, 2), keepdims=True)  # per image and channel
+    centred, result = (x - mean).reshape(16, -1), (contrasted - mean).reshape(16, -1)
+    factor = (centred * result).sum(axis=1) / (centred ** 2).sum(axis=1)
+    np.testing.assert_allclose(result, factor[:, None] * centred, atol=1e-3)
+    assert ((factor >= 0.8 - 1e-6) & (factor <= 1.2 + 1e-6)).all() and factor.std() > 0
+
+    with pytest.raises(ValueError, match="augment=None"):
+        pipeline.augmentation(**off)
+
+
+def test_geometric_augmentation_by_hand():
+    image = np.arange(6 * 6 * 1, dtype="float32").reshape(1, 6, 6, 1) * np.ones((1, 1, 1, 3),
+                                                                                   "float32")
+    one, zero = np.ones(1, "float32"), np.zeros(1, "float32")
+    shifted = pipeline._affine(image, one, zero, 2 * one, zero).numpy()
+    # content moves 2 px right; the left border is reflected (d c b a | a b c d)
+    np.testing.assert_allclose(shifted[0, :, 2:], image[0, :, :-2], atol=1e-4)
+    np.testing.assert_allclose(shifted[0, :, 0], image[0, :, 1], atol=1e-4)
+    np.testing.assert_allclose(shifted[0, :, 1], image[0, :, 0], atol=1e-4)
+    turned = pipeline._affine(image, one, np.full(1, np.pi / 2, "float32"), zero, zero).numpy()
+    np.testing.assert_allclose(turned[0], np.rot90(image[0], 1), atol=1e-3)
+
+
+def test_training_crop_is_a_random_flipped_slice_and_seeded(textured):
+    originals = pipeline.load_images(textured["path"], 16)
+
+    def build(seed):
+        return pipeline.make_dataset(textured, "gender", 16, batch_size=3, training=True,
+                                     shuffle_seed=seed, crop=10)
+
+    first, second = _epochs(build(1))
+    assert first[0].shape == (8, 10, 10, 3)
+    found = []
+    for crop in first[0]:  # find the (image, top, left, mirrored) it was cut from
+        matches = [(i, t, l, m) for i in range(8) for t in range(7) for l in range(7)
+                   for m in (False, True)
+                   if np.array_equal(crop, originals[i, t:t + 10, l:l + 10][:, ::-1] if m
+                                     else originals[i, t:t + 10, l:l + 10])]
+        assert len(matches) == 1
+        found.append(matches[0])
+    assert sorted(f[0] for f in found) == list(range(8))  # each image once, inside the image
+    assert len({(t, l) for _, t, l, _ in found}) > 2 and {m for *_, m in found} == {False, True}
+    again = _epochs(build(1))
+    np.testing.assert_array_equal(again[0][0], first[0])
+    np.testing.assert_array_equal(again[1][0], second[0])
+    assert not np.array_equal(first[0], second[0])
+    assert not np.array_equal(_epochs(build(2), 1)[0][0], first[0])
+
+
+def test_evaluation_crop_is_the_centre(textured):
+    originals = pipeline.load_images(textured["path"], 16)
+    x, _ = pipeline.to_numpy(pipeline.make_dataset(textured, "gender", 16, crop=10))
+    np.testing.assert_array_equal(x, originals[:, 3:13, 3:13])  # (16 - 10) // 2 = 3
+    x, _ = pipeline.to_numpy(pipeline.make_dataset(textured, "gender", 16, crop=(10, 13)))
+    np.testing.assert_array_equal(x, originals[:, 3:13, 1:14])  # (16 - 13) // 2 = 1
+    with pytest.raises(ValueError, match="larger than the images"):
+        pipeline.make_dataset(textured, "gender", 16, crop=17)
+
+
+def test_ten_crops_are_the_corners_centre_and_mirrors():
+    image = np.arange(6 * 8 * 3).reshape(1, 6, 8, 3)  # H 6, W 8; crops 4 x 5
+    crops = pipeline.ten_crops(image, (4, 5)).numpy()
+    assert crops.shape == (10, 1, 4, 5, 3)
+    expected = [image[:, 0:4, 0:5], image[:, 0:4, 3:8], image[:, 2:6, 0:5], image[:, 2:6, 3:8],
+                image[:, 1:5, 1:6]]  # centre: (6 - 4) // 2 = 1, (8 - 5) // 2 = 1
+    expected += [e[:, :, ::-1] for e in expected]
+    for name, got, want in zip(pipeline.TEN_CROPS, crops, expected):
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    assert crops[0, 0, 0, 0, 0] == 0 and crops[5, 0, 0, 0, 0] == 4 * 3  # mirror starts at col 4
+    single = pipeline.ten_crops(image[0], 4).numpy()
+    np.testing.assert_array_equal(single[4], image[0, 1:5, 2:6])
+    with pytest.raises(ValueError, match="larger than the images"):
+        pipeline.ten_crops(image, 7)
 
 
 def test_dataset_refuses_rows_a_scheme_cannot_encode(images):

@@ -100,6 +100,23 @@ def test_compare_runs_error_bars(tmp_path):
     assert [p.get_height() for p in fig.axes[0].patches] == pytest.approx([0.85, 0.6])
 
 
+def test_paired_seeds_draws_one_line_per_shared_seed(tmp_path):
+    table = pd.DataFrame({
+        "run": ["a", "a", "a", "b", "b", "b", "b"], "seed": [1, 2, 3, 1, 2, 3, 4],
+        "split": "val", "task": "all", "metric": "loss",
+        "value": [0.5, 0.4, 0.6, 0.3, 0.35, 0.5, 9.0]})
+    test_rows = table.assign(split="test", value=100.0)
+    fig = plots.paired_seeds(pd.concat([table, test_rows]), "loss", runs=["a", "b"])
+    ax = fig.axes[0]
+    # seeds 1-3 are shared (seed 4 has run b only); the last line is the mean
+    assert [list(line.get_ydata()) for line in ax.lines[:3]] == [[0.5, 0.3], [0.4, 0.35],
+                                                                 [0.6, 0.5]]
+    assert list(ax.lines[3].get_ydata()) == pytest.approx([0.5, (0.3 + 0.35 + 0.5) / 3])
+    _check_labelled_and_saves(fig, tmp_path, "paired")
+    with pytest.raises(ValueError, match="missing"):
+        plots.paired_seeds(table, "loss", runs=["a", "c"])
+
+
 def test_age_error_bins_are_left_closed(tmp_path):
     predictions = pd.DataFrame({"age_true": [20.0, 25.0, 29.0, 30.0, 45.0],
                                 "age_pred": [22.0, 25.0, 33.0, 20.0, 46.0]})

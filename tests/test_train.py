@@ -1,7 +1,6 @@
 """fit: resume after a crash, reproducibility, schedules, logging; fit_supcon phases; strategy."""
 
 import csv
-import importlib
 import math
 import subprocess
 import sys
@@ -209,41 +208,7 @@ def test_bad_arguments():
         train.fit(model, train_ds, epochs=1, tensorboard=True)
 
 
-def test_mixed_precision_only_with_gpu():
-    had_gpu = bool(tf.config.list_physical_devices("GPU"))
-    try:
-        assert train.enable_mixed_precision_if_gpu() is had_gpu
-        assert (keras.mixed_precision.global_policy().name == "mixed_float16") is had_gpu
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-
-
 # ------------------------------------------------------------------ SupCon phases
-def _tiny_supcon_module():
-    """Stand-ins with the contract of faceattr_lab.models.supcon (used if it is missing)."""
-
-    def projection_model(encoder, schemes, dim=128):
-        features = encoder.output
-        return keras.Model(encoder.input, {s.output: keras.layers.Dense(
-            dim, activation="relu", name=f"{s.output}_projection")(features) for s in schemes})
-
-    def classifier_model(encoder, schemes, hidden=512, dropout=0.5, trainable_encoder=False):
-        encoder.trainable = trainable_encoder
-        images = keras.Input(encoder.input.shape[1:])
-        features = encoder(images, training=False if not trainable_encoder else None)
-        outputs = {}
-        for s in schemes:
-            x = keras.layers.Dropout(dropout)(features)
-            x = keras.layers.Dense(hidden, activation="relu")(x)
-            x = keras.layers.Dropout(dropout)(x)
-            outputs[s.output] = keras.layers.Dense(s.num_classes, activation="softmax",
-                                                   name=s.output)(x)
-        return keras.Model(images, outputs)
-
-    return types.SimpleNamespace(projection_model=projection_model,
-                                 classifier_model=classifier_model)
-
-
 def _tiny_encoder():
     images = keras.Input((SIZE, SIZE, 3))
     x = keras.layers.Rescaling(1 / 255)(images)
@@ -254,10 +219,6 @@ def _tiny_encoder():
 
 @pytest.mark.parametrize("views", [1, 2])
 def test_fit_supcon_phases(tmp_path, monkeypatch, views):
-    try:
-        importlib.import_module("faceattr_lab.models.supcon")
-    except ImportError:
-        monkeypatch.setitem(sys.modules, "faceattr_lab.models.supcon", _tiny_supcon_module())
     scheme = types.SimpleNamespace(name="race_toy", output="race", kind="classification",
                                    num_classes=3, classes=("a", "b", "c"))
     fl.set_seed(3)
@@ -277,6 +238,7 @@ def test_fit_supcon_phases(tmp_path, monkeypatch, views):
     monkeypatch.setattr(train, "fit", recording_fit)
     result = train.fit_supcon(encoder, [scheme], train_ds, val_ds, epochs_pretrain=2,
                               epochs_classifier=1, epochs_finetune=1, views=views,
+                              augment=_jitter if views == 2 else None,
                               hidden=16, projection_dim=8, output_dir=tmp_path, verbose=0)
 
     def same(a, b):
@@ -293,6 +255,219 @@ def test_fit_supcon_phases(tmp_path, monkeypatch, views):
         train.fit_supcon(encoder, [types.SimpleNamespace(name="age", output="age",
                                                          kind="regression")],
                          train_ds, epochs_pretrain=1, epochs_classifier=1)
+
+
+RACE_TOY = types.SimpleNamespace(name="race_toy", output="race", kind="classification",
+                                 num_classes=3, classes=("a", "b", "c"))
+
+
+def _jitter(images):
+    """A random augmentation: per-pixel noise, so the two views of an image differ."""
+    return images + tf.random.uniform(tf.shape(images), -8.0, 8.0)
+
+
+def _shift(images):
+    """An augmentation that is easy to recognise downstream: +1000 on every pixel."""
+    return images + 1000.0
+
+
+def _supcon_numpy(labels, features, temperature=0.1, base_temperature=0.07):
+    """Khosla et al. eq. 2 (L_out) for one view per sample, float64, vectorised."""
+    labels = np.asarray(labels).reshape(-1)
+    z = np.asarray(features, np.float64)
+    z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    logits = z @ z.T / temperature
+    not_self = ~np.eye(len(labels), dtype=bool)
+    positive = (labels[:, None] == labels[None, :]) & not_self
+    log_prob = logits - np.log((np.exp(logits) * not_self).sum(axis=1, keepdims=True))
+    count = positive.sum(axis=1)
+    mean_log_prob = np.where(count > 0, (log_prob * positive).sum(axis=1) / np.maximum(count, 1),
+                             0.0)
+    return float(np.mean(-(temperature / base_temperature) * mean_log_prob))
+
+
+def test_fit_supcon_two_views_need_augment():
+    train_ds, val_ds = _data(3)
+    with pytest.raises(ValueError, match="augment"):
+        train.fit_supcon(_tiny_encoder(), [RACE_TOY], train_ds, val_ds, epochs_pretrain=1,
+                         epochs_classifier=1, views=2)
+    with pytest.raises(ValueError, match="augment"):
+        train.two_views(train_ds, None)
+
+
+def test_fit_supcon_validation_loss_is_on_one_unaugmented_view(monkeypatch):
+    fl.set_seed(5)
+    train_ds, val_ds = _data(5)
+    val_x = np.concatenate([x for x, _ in val_ds])
+    val_y = np.concatenate([y["race"] for _, y in val_ds])
+    encoder = _tiny_encoder()
+    seen = {}
+    real_fit = train.fit
+
+    def recording_fit(model, train_data, val_data, *args, **kwargs):
+        if "pretrain" not in seen:
+            seen["pretrain"] = (model, train_data, val_data)
+        return real_fit(model, train_data, val_data, *args, **kwargs)
+
+    monkeypatch.setattr(train, "fit", recording_fit)
+    result = train.fit_supcon(encoder, [RACE_TOY], train_ds, val_ds, epochs_pretrain=1,
+                              epochs_classifier=1, views=2, augment=_shift,
+                              projection_head="supcontrast", projection_dim=8,
+                              early_stopping=None, verbose=0)
+    projector, pretrain_train, pretrain_val = seen["pretrain"]
+    # training: two (shifted) views per image, stacked; validation: the images as they are
+    first_x, first_y = next(iter(pretrain_train))
+    assert first_x.shape[0] == first_y["race"].shape[0] == 2 * 8
+    assert float(tf.reduce_min(first_x)) >= 1000.0
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in pretrain_val]), val_x)
+    # the recorded val_loss is 0.1 x SupCon of the un-augmented val images, one view each
+    # (the encoder is frozen in the classifier phase, so the projector is as it was then)
+    projections = projector.predict(val_x, verbose=0)["race"]
+    expected = np.mean([0.1 * _supcon_numpy(val_y[i:i + 8], projections[i:i + 8])
+                        for i in (0, 8)])
+    np.testing.assert_allclose(result["pretrain"].history["val_loss"][0], expected, rtol=1e-4)
+    # and neither the augmented images nor two identical copies of each image
+    shifted = projector.predict(val_x + 1000.0, verbose=0)["race"]
+    for other in (shifted, projections):
+        doubled = np.mean([0.1 * _supcon_numpy(np.tile(val_y[i:i + 8], 2),
+                                               np.concatenate([other[i:i + 8]] * 2))
+                           for i in (0, 8)])
+        assert not np.isclose(result["pretrain"].history["val_loss"][0], doubled, rtol=1e-3)
+
+
+def test_projection_heads_keras_io_and_supcontrast():
+    from faceattr_lab.models import supcon
+
+    fl.set_seed(0)
+    encoder = _tiny_encoder()   # a 4-vector per image
+    images = np.random.default_rng(0).uniform(0, 255, (16, SIZE, SIZE, 3)).astype("float32")
+
+    def head_layers(model):
+        return [(type(layer).__name__, getattr(layer, "units", None),
+                 getattr(getattr(layer, "activation", None), "__name__", None))
+                for layer in model.layers
+                if not isinstance(layer, keras.layers.InputLayer) and layer is not encoder]
+
+    keras_io = supcon.projection_model(encoder, [RACE_TOY], dim=8, head="keras_io")
+    assert head_layers(keras_io) == [("Dense", 8, "relu")]
+    assert np.all(keras_io.predict(images, verbose=0)["race"] >= 0)   # ends in a ReLU
+
+    supcontrast = supcon.projection_model(encoder, [RACE_TOY], dim=8, head="supcontrast")
+    assert head_layers(supcontrast) == [("Dense", 4, "relu"), ("Dense", 8, "linear"),
+                                        ("UnitNormalization", None, None)]
+    projected = supcontrast.predict(images, verbose=0)["race"]
+    assert np.any(projected < 0)                                       # ends linear
+    np.testing.assert_allclose(np.linalg.norm(projected, axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="keras_io"):
+        supcon.projection_model(encoder, [RACE_TOY], head="mlp")
+
+
+# ------------------------------------------------------------------ class weights
+def _two_head_model():
+    """Deterministic (no dropout, no random layer) two-head model with a zero learning rate."""
+    images = keras.Input((SIZE, SIZE, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(images))
+    model = keras.Model(images, {
+        "race": keras.layers.Dense(3, activation="softmax", name="race")(pooled),
+        "gender": keras.layers.Dense(2, activation="softmax", name="gender")(pooled)})
+    model.compile(keras.optimizers.SGD(0.0),
+                  loss={"race": "sparse_categorical_crossentropy",
+                        "gender": "sparse_categorical_crossentropy"})
+    return model
+
+
+def test_class_weight_becomes_per_output_sample_weights():
+    fl.set_seed(0)
+    rng = np.random.default_rng(0)
+    race = np.array([0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 2, 2])
+    gender = rng.integers(0, 2, size=12)
+    x = rng.uniform(0, 255, size=(12, SIZE, SIZE, 3)).astype("float32")
+    ds = tf.data.Dataset.from_tensor_slices((x, {"race": race, "gender": gender})).batch(12)
+    weights = fl.pipeline.class_weights(race)
+    by_hand = np.array([12 / (3 * 7), 12 / (3 * 3), 12 / (3 * 2)])   # n / (k * count)
+    np.testing.assert_allclose([weights[c] for c in range(3)], by_hand, rtol=1e-6)
+
+    model = _two_head_model()
+    history = train.fit(model, ds, epochs=1, early_stopping=None, verbose=0,
+                        class_weight={"race": weights})
+    p = model.predict(x, verbose=0)     # learning rate 0: the weights the step saw
+    ce_race = -np.log(p["race"][np.arange(12), race].astype(np.float64))
+    ce_gender = -np.log(p["gender"][np.arange(12), gender].astype(np.float64))
+    # Keras averages weight * loss over the batch; gender is not named, so it weighs 1
+    expected = np.mean(by_hand[race] * ce_race) + np.mean(ce_gender)
+    np.testing.assert_allclose(history.history["loss"][0], expected, rtol=1e-5)
+    assert not np.isclose(expected, np.mean(ce_race) + np.mean(ce_gender), rtol=1e-3)
+
+    weighted = train.with_class_weights(ds, {"race": {1: 2.0}})   # classes 0, 2 weigh 1
+    _, _, sample_weight = next(iter(weighted))
+    np.testing.assert_array_equal(sample_weight["race"], np.where(race == 1, 2.0, 1.0))
+    np.testing.assert_array_equal(sample_weight["gender"], np.ones(12))
+
+
+def test_class_weight_bad_arguments():
+    x = np.zeros((4, SIZE, SIZE, 3), "float32")
+    y = {"race": np.array([0, 1, 2, 0]), "gender": np.array([0, 1, 0, 1])}
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(4)
+    model = _two_head_model()
+    with pytest.raises(ValueError, match="sample weights already"):
+        with_weights = tf.data.Dataset.from_tensor_slices(
+            (x, y, {"race": np.ones(4), "gender": np.ones(4)})).batch(4)
+        train.fit(model, with_weights, epochs=1, class_weight={"race": {0: 2.0}})
+    with pytest.raises(ValueError, match="output"):
+        train.fit(model, ds, epochs=1, class_weight={0: 1.0, 1: 2.0})   # Keras' flat form
+    with pytest.raises(ValueError, match="which the labels do not have"):
+        train.fit(model, ds, epochs=1, class_weight={"age": {0: 1.0}})
+    floats = tf.data.Dataset.from_tensor_slices((x, {"race": np.ones(4, "float32")})).batch(4)
+    with pytest.raises(ValueError, match="int class labels"):
+        train.fit(model, floats, epochs=1, class_weight={"race": {0: 1.0}})
+
+
+# ------------------------------------------------------------------ compile_for learning rate
+def test_compile_for_learning_rate_and_optimizer_instances():
+    gender = fl.labels.get("gender")
+    features = keras.Input((4,))
+    model = keras.Model(features, fl.models.add_heads(features, [gender]))
+
+    def rate():
+        return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+    fl.models.compile_for(model, [gender], optimizer=keras.optimizers.SGD(0.05))
+    assert rate() == pytest.approx(0.05)                   # None: the instance's own rate
+    fl.models.compile_for(model, [gender], optimizer=keras.optimizers.SGD(0.05),
+                          learning_rate=0.2)
+    assert isinstance(model.optimizer, keras.optimizers.SGD)
+    assert rate() == pytest.approx(0.2)                    # explicit: honoured
+    fl.models.compile_for(model, [gender], optimizer="rmsprop")
+    assert rate() == pytest.approx(1e-3)                   # None for a name: 1e-3
+    fl.models.compile_for(model, [gender], optimizer=keras.optimizers.Adam,
+                          learning_rate=0.01)
+    assert isinstance(model.optimizer, keras.optimizers.Adam) and rate() == pytest.approx(0.01)
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
+    fl.models.compile_for(model, [gender], optimizer=keras.optimizers.SGD(schedule))
+    with pytest.raises(ValueError, match="LearningRateSchedule"):
+        fl.models.compile_for(model, [gender], optimizer=keras.optimizers.SGD(schedule),
+                              learning_rate=0.2)
+
+
+# ------------------------------------------------------------------ gender_conditioned freezing
+def test_gender_conditioned_frozen_until_counts_layers_with_weights():
+    from faceattr_lab.models import conditioned
+
+    schemes = [fl.labels.get("gender"), fl.labels.get("race_utk5")]
+    model = conditioned.gender_conditioned("MobileNetV2", (SIZE, SIZE, 3), schemes,
+                                           embedding_dim=8, frozen_until=-3, weights=None)
+    base = model.get_layer("mobilenetv2")
+    application = base.get_layer("mobilenetv2_application")
+    weighted = [layer.name for layer in application.layers if layer.weights
+                and not isinstance(layer, keras.layers.BatchNormalization)]
+    assert weighted[-3:] == ["block_16_depthwise", "block_16_project", "Conv_1"]
+
+    def trainable():
+        return [layer.name for layer in application.layers if layer.trainable_weights]
+
+    assert trainable() == weighted[-3:]
+    conditioned._freeze_until(base, 2)         # freeze the first 2 weighted layers
+    assert trainable() == weighted[2:]
 
 
 # ------------------------------------------------------------------ distribution strategy

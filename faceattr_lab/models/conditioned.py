@@ -5,10 +5,16 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from .backbones import backbone, set_trainable_from
+from .backbones import _flat_layers, backbone, set_trainable_from
 from .heads import _check_schemes, add_heads
 
 MODES = ("gating", "attention")
+
+
+def _weighted_layers(base: keras.Model) -> list:
+    """The backbone's layers that ``frozen_until`` counts: those with weights, BatchNorm aside."""
+    return [layer for layer in _flat_layers(base)
+            if layer.weights and not isinstance(layer, layers.BatchNormalization)]
 
 
 def _freeze_until(base: keras.Model, frozen_until) -> None:
@@ -19,10 +25,17 @@ def _freeze_until(base: keras.Model, frozen_until) -> None:
         set_trainable_from(base, n_layers="all")
     elif isinstance(frozen_until, str):
         set_trainable_from(base, from_layer=frozen_until)
-    elif isinstance(frozen_until, int):
-        # "freeze the first i layers" is "train all but the first i": n_layers=-i; and
-        # "freeze all but the last k" (frozen_until=-k) is "train the last k": n_layers=k
-        set_trainable_from(base, n_layers=-frozen_until)
+    elif isinstance(frozen_until, int) and not isinstance(frozen_until, bool):
+        # Count layers WITH weights (BatchNorm aside, it stays frozen): rescaling, ReLU,
+        # padding and pooling layers hold nothing to train, so counting them would make
+        # frozen_until=-3 train a single conv layer. Training starts at the first counted
+        # layer that is not frozen; layers after it without weights follow.
+        weighted = _weighted_layers(base)
+        first_trained = len(weighted) + frozen_until if frozen_until < 0 else frozen_until
+        if first_trained >= len(weighted):
+            base.trainable = False
+        else:
+            set_trainable_from(base, from_layer=weighted[max(first_trained, 0)].name)
     else:
         raise ValueError(f"frozen_until={frozen_until!r}; pass a layer index, a layer name, "
                          "'all' or None.")
@@ -46,10 +59,13 @@ def gender_conditioned(backbone_name: str, input_shape, schemes, mode: str = "ga
     - ``mode="attention"``: ``MultiHeadAttention`` with the embedding as the query over the
       spatial positions of the feature map (keys and values), giving a gender-dependent pooling.
 
-    ``frozen_until`` freezes the backbone up to a point: an int ``i >= 0`` freezes its first
-    ``i`` layers, ``-k`` all but the last ``k`` (default: all but the last 4), a layer name
-    freezes everything before that layer, "all" the whole backbone, None nothing. BatchNorm
-    layers stay frozen. ``schemes`` must include one whose output is "gender".
+    ``frozen_until`` freezes the backbone up to a point, counting only layers WITH weights
+    (convolutions, dense layers; not rescaling, activation, padding or pooling layers, and not
+    BatchNorm, which stays frozen anyway): an int ``i >= 0`` freezes its first ``i`` such
+    layers, ``-k`` all but the last ``k`` (default: the last 4 weighted layers train), a layer
+    name freezes everything before that layer, "all" the whole backbone, None nothing.
+    BatchNorm layers stay frozen. ``schemes`` must include one whose output is "gender".
+    The outputs are the float32 heads of ``add_heads`` under any dtype policy.
     """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}; use one of {MODES}.")

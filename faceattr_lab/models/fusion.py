@@ -44,7 +44,7 @@ def gender_fusion(gender_model: keras.Model, male_model: keras.Model,
     model is a plain Functional model that saves as ``.keras``. Outputs: "gender" (the
     classifier's probabilities) and every non-gender output the experts share. The three
     models become nested layers named "gender_classifier", "male_expert", "female_expert"
-    (their ``name`` is changed to that).
+    (their ``name`` is changed to that). The fused outputs are float32 under any dtype policy.
     """
     gender_outputs = _outputs_of(gender_model, "gender")
     male_outputs = _outputs_of(male_model, "male")
@@ -70,9 +70,11 @@ def gender_fusion(gender_model: keras.Model, male_model: keras.Model,
     images = keras.Input(shapes.pop(), name="image")
     gender = gender_model(images)["gender"]
     male, female = male_model(images), female_model(images)
-    outputs = {"gender": layers.Identity(name="gender")(gender)}
+    # float32 output layers: under mixed_float16 a policy-following layer would cast the
+    # experts' float32 outputs down to float16 (Keras' mixed precision guide: last layer float32)
+    outputs = {"gender": layers.Identity(dtype="float32", name="gender")(gender)}
     for key in routed:
-        outputs[key] = GenderRoute(name=key)([gender, male[key], female[key]])
+        outputs[key] = GenderRoute(dtype="float32", name=key)([gender, male[key], female[key]])
     return keras.Model(images, outputs, name=name)
 
 

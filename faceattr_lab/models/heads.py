@@ -62,7 +62,9 @@ class CoralOutput(layers.Layer):
             raise ValueError(f"CoralOutput needs num_classes >= 2, got {num_classes}; an ordinal "
                              "scheme has at least two ranks.")
         self.num_classes = int(num_classes)
-        self.linear = layers.Dense(1, use_bias=False, name="shared_weights")
+        # the inner Dense follows this layer's dtype policy (float32 as an output layer)
+        self.linear = layers.Dense(1, use_bias=False, dtype=self.dtype_policy,
+                                   name="shared_weights")
 
     def build(self, input_shape):
         self.linear.build(input_shape)
@@ -101,15 +103,21 @@ class CoralRankMAE(keras.metrics.MeanMetricWrapper):
 
 
 def add_heads(features, schemes, hidden: int = 0, dropout: float = 0.0, name_prefix: str = "",
-              regression_activation: str | None = None) -> dict:
+              regression_activation: str | None = None, binary_sigmoid: bool = False) -> dict:
     """One output head per label scheme on a feature tensor; returns ``{scheme.output: tensor}``.
 
     Each head is ``Dropout(dropout) -> Dense(hidden, relu) -> Dropout(dropout) -> output`` when
     ``hidden > 0``, else ``Dropout(dropout) -> output`` (dropout 0 adds no layer). The output
     follows the scheme's kind: softmax ``Dense(num_classes)`` for classification, ``Dense(1)``
     with ``regression_activation`` (None/linear, "relu" or "sigmoid" for targets in [0, 1]) for
-    regression, :class:`CoralOutput` logits for ordinal. Layers are named after the output
-    (``"age"``, ``"age_hidden"`` ...), with ``name_prefix`` in front of the hidden layers. Lab 02.
+    regression, :class:`CoralOutput` logits for ordinal. ``binary_sigmoid=True`` gives a
+    two-class scheme one sigmoid unit ``Dense(1, sigmoid)`` instead (study C's gender head);
+    :func:`compile_for` then picks binary cross-entropy. Layers are named after the output
+    (``"age"``, ``"age_hidden"`` ...), with ``name_prefix`` in front of the hidden layers.
+
+    Every output layer computes in float32 (``dtype="float32"``), so under the
+    ``mixed_float16`` policy probabilities and CORAL logits stay float32, as Keras' mixed
+    precision guide requires of a model's last layer. Lab 02.
     """
     schemes = _check_schemes(schemes)
     if regression_activation not in REGRESSION_ACTIVATIONS:
@@ -128,17 +136,24 @@ def add_heads(features, schemes, hidden: int = 0, dropout: float = 0.0, name_pre
             x = layers.Dense(hidden, activation="relu", name=f"{prefix}_hidden")(x)
             if dropout > 0:
                 x = layers.Dropout(dropout, name=f"{prefix}_hidden_dropout")(x)
-        if scheme.kind == "classification":
-            head = layers.Dense(scheme.num_classes, activation="softmax", name=scheme.output)
+        if scheme.kind == "classification" and binary_sigmoid and scheme.num_classes == 2:
+            head = layers.Dense(1, activation="sigmoid", dtype="float32", name=scheme.output)
+        elif scheme.kind == "classification":
+            head = layers.Dense(scheme.num_classes, activation="softmax", dtype="float32",
+                                name=scheme.output)
         elif scheme.kind == "regression":
-            head = layers.Dense(1, activation=regression_activation, name=scheme.output)
+            head = layers.Dense(1, activation=regression_activation, dtype="float32",
+                                name=scheme.output)
         else:
-            head = CoralOutput(scheme.num_classes, name=scheme.output)
+            head = CoralOutput(scheme.num_classes, dtype="float32", name=scheme.output)
         outputs[scheme.output] = head(x)
     return outputs
 
 
-def _loss_and_metrics(scheme):
+def _loss_and_metrics(scheme, units: int | None = None):
+    if scheme.kind == "classification" and units == 1 and scheme.num_classes == 2:
+        return (keras.losses.BinaryCrossentropy(),
+                [keras.metrics.BinaryAccuracy(name="accuracy")])
     if scheme.kind == "classification":
         return (keras.losses.SparseCategoricalCrossentropy(),
                 [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
@@ -148,14 +163,19 @@ def _loss_and_metrics(scheme):
     return losses.CoralLoss(), [CoralRankMAE(name="mae")]
 
 
-def compile_for(model: keras.Model, schemes, optimizer="adam", learning_rate: float = 1e-3,
-                loss_weights: dict | None = None, jit_compile=False) -> keras.Model:
+def compile_for(model: keras.Model, schemes, optimizer="adam",
+                learning_rate: float | None = None, loss_weights: dict | None = None,
+                jit_compile=False) -> keras.Model:
     """Compile ``model`` with each head's loss and metrics taken from its scheme. Lab 02.
 
-    classification: sparse categorical cross-entropy, accuracy; regression: MSE, MAE;
+    classification: sparse categorical cross-entropy, accuracy (a two-class head with one
+    sigmoid unit: binary cross-entropy, binary accuracy); regression: MSE, MAE;
     ordinal: CORAL loss (``faceattr_lab.losses.CoralLoss``), MAE in ranks of the CORAL
     prediction. ``optimizer`` is a name ("adam", "rmsprop", "sgd", ...) or an optimizer class
-    or instance; a name or class gets ``learning_rate``. ``loss_weights`` maps output names to
+    or instance. ``learning_rate=None`` means 1e-3 for a name or class and the instance's own
+    rate for an instance; a rate passed explicitly is always used, also for an instance (whose
+    ``learning_rate`` is then set to it; an instance built with a ``LearningRateSchedule``
+    raises ``ValueError``: change the schedule instead). ``loss_weights`` maps output names to
     weights (study C weighs age 2). The arguments are remembered on the model, so
     :func:`faceattr_lab.models.freeze` / ``unfreeze`` re-compile it the same way. Returns it.
     """
@@ -177,11 +197,20 @@ def compile_for(model: keras.Model, schemes, optimizer="adam", learning_rate: fl
         except ValueError as error:
             raise ValueError(f"unknown optimizer {optimizer!r}; use e.g. 'adam', 'rmsprop', "
                              "'sgd', or a keras.optimizers.Optimizer.") from error
-        optimizer_instance.learning_rate = learning_rate
+        optimizer_instance.learning_rate = 1e-3 if learning_rate is None else learning_rate
     elif isinstance(optimizer, type):
-        optimizer_instance = optimizer(learning_rate=learning_rate)
+        optimizer_instance = optimizer(
+            learning_rate=1e-3 if learning_rate is None else learning_rate)
     elif isinstance(optimizer, keras.optimizers.Optimizer):
         optimizer_instance = optimizer
+        if learning_rate is not None:  # passed explicitly: honoured, not silently dropped
+            try:
+                optimizer_instance.learning_rate = learning_rate
+            except TypeError as error:  # Keras: a schedule-driven rate cannot be set
+                raise ValueError(
+                    f"learning_rate={learning_rate!r}, but the optimizer follows a "
+                    "LearningRateSchedule; leave learning_rate=None and change the schedule, "
+                    "or pass an optimizer with a fixed rate.") from error
     elif isinstance(optimizer, dict):  # a serialized optimizer (how re-compiling passes one)
         optimizer_instance = keras.optimizers.deserialize(optimizer)
         if learning_rate is not None:
@@ -191,7 +220,8 @@ def compile_for(model: keras.Model, schemes, optimizer="adam", learning_rate: fl
                          "keras.optimizers.Optimizer.")
     loss_by_head, metrics = {}, {}
     for scheme in schemes:
-        loss_by_head[scheme.output], metrics[scheme.output] = _loss_and_metrics(scheme)
+        loss_by_head[scheme.output], metrics[scheme.output] = _loss_and_metrics(
+            scheme, _output_units(model, scheme.output))
     model.compile(
         optimizer=optimizer_instance, loss=loss_by_head, metrics=metrics,
         loss_weights=None if loss_weights is None else {
@@ -210,6 +240,14 @@ def compile_for(model: keras.Model, schemes, optimizer="adam", learning_rate: fl
         jit_compile=jit_compile,
     )
     return model
+
+
+def _output_units(model: keras.Model, output: str) -> int | None:
+    """Size of the last axis of one model output (1 for a sigmoid gender head), or None."""
+    tensor = model.output[output] if isinstance(model.output, dict) else dict(
+        zip(model.output_names, model.outputs)).get(output)
+    shape = getattr(tensor, "shape", None)
+    return None if not shape else shape[-1]
 
 
 def count_params(model: keras.Model) -> dict:

@@ -43,20 +43,44 @@ class LocalResponseNormalization(layers.Layer):
                 "alpha": self.alpha, "beta": self.beta}
 
 
+def _pool_size(size: int) -> int:
+    """Output side of a 3x3/2 max-pool in Caffe's ceil mode: ``ceil((size - 3) / 2) + 1``."""
+    return -((3 - size) // 2) + 1 if size >= 1 else 0
+
+
 def _final_size(size: int, first_stride: int) -> int:
-    """Spatial size after conv1 (7x7 valid) and the three 3x3/2 valid max-pools."""
-    size = (size - 7) // first_stride + 1  # conv1; conv2 and conv3 keep the size ("same")
+    """Spatial size after conv1 (7x7 valid) and the three 3x3/2 max-pools in ceil mode."""
+    size = (size - 7) // first_stride + 1 if size >= 7 else 0  # conv2, conv3 keep the size
     for _ in range(3):
-        size = (size - 3) // 2 + 1 if size >= 3 else 0
+        size = _pool_size(size)
     return size
 
 
 def minimum_size(first_stride: int = 4) -> int:
-    """The smallest image side Levi-Hassner accepts with this first stride. Lab 04."""
+    """The smallest image side Levi-Hassner accepts with this first stride. Lab 04.
+
+    Pools round up as in Caffe (ceil mode), so a 2-px map still pools to 1 px: 35 px with
+    ``first_stride=4``, 21 px with ``first_stride=2``.
+    """
+    if first_stride < 1:
+        raise ValueError(f"first_stride={first_stride}; use 4 (the paper) or 2 for small images.")
     size = 7
     while _final_size(size, first_stride) < 1:
         size += 1
     return size
+
+
+def _caffe_pool(x, index: int):
+    """3x3/2 max-pool with Caffe's ceil-mode output size (Keras pools round down).
+
+    Pads the bottom/right by what ceil mode needs, ``(out - 1) * 2 + 3 - in``, computed from
+    the static size. Zero padding is exact here: every pool follows a ReLU, so its inputs are
+    >= 0, and each ceil-mode window still covers at least one real pixel.
+    """
+    pads = [(_pool_size(side) - 1) * 2 + 3 - side for side in x.shape[1:3]]
+    if any(pads):
+        x = layers.ZeroPadding2D(((0, pads[0]), (0, pads[1])), name=f"pad{index}")(x)
+    return layers.MaxPooling2D(3, strides=2, name=f"pool{index}")(x)
 
 
 def levi_hassner(input_shape, schemes, first_stride: int = 4, dense_units: int = 512,
@@ -70,8 +94,14 @@ def levi_hassner(input_shape, schemes, first_stride: int = 4, dense_units: int =
     then one head per scheme (the multi-task version of study D shares everything but the
     heads). Images are scaled to [-1, 1] inside (the paper subtracts the mean image).
 
-    With ``first_stride=4`` the network needs images of at least 63 px (64 px leaves a 1x1 map
-    after the last pool); ``first_stride=2`` works down to 35 px. Smaller images raise a
+    Pools round their output size up, as Caffe does (ceil mode):
+    ``out = ceil((in - 3) / 2) + 1``; conv1 rounds down, ``(in - 7) // 4 + 1``. At 227 px:
+    conv1 56x56x96, pool1 28x28, conv2 (5x5, pad 2) 28x28x256, pool2 14x14, conv3 (3x3, pad 1)
+    14x14x384, pool3 7x7x384 = 18,816 inputs to fc1; 11,415,048 parameters with the 8 Adience
+    age groups. (Keras' floor-mode pooling would give 6x6x384 and 8.86 M.)
+
+    With ``first_stride=4`` the network needs images of at least 35 px (64 px leaves 1x1 after
+    the last pool); ``first_stride=2`` works down to 21 px. Smaller images raise a
     ``ValueError`` that says so.
     """
     input_shape = tuple(input_shape)
@@ -88,13 +118,13 @@ def levi_hassner(input_shape, schemes, first_stride: int = 4, dense_units: int =
     images = keras.Input(input_shape, name="image")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(images)
     x = layers.Conv2D(96, 7, strides=first_stride, activation="relu", name="conv1")(x)
-    x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
+    x = _caffe_pool(x, 1)
     x = LocalResponseNormalization(name="norm1")(x)
     x = layers.Conv2D(256, 5, padding="same", activation="relu", name="conv2")(x)
-    x = layers.MaxPooling2D(3, strides=2, name="pool2")(x)
+    x = _caffe_pool(x, 2)
     x = LocalResponseNormalization(name="norm2")(x)
     x = layers.Conv2D(384, 3, padding="same", activation="relu", name="conv3")(x)
-    x = layers.MaxPooling2D(3, strides=2, name="pool3")(x)
+    x = _caffe_pool(x, 3)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(dense_units, activation="relu", name="fc1")(x)
     x = layers.Dropout(dropout, name="drop1")(x)

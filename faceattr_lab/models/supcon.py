@@ -47,21 +47,49 @@ def _images_like(encoder: keras.Model):
     return keras.Input(tuple(encoder.input.shape[1:]), name="image")
 
 
-def projection_model(encoder: keras.Model, schemes, dim: int = 128,
+PROJECTION_HEADS = ("keras_io", "supcontrast")
+
+
+def projection_model(encoder: keras.Model, schemes, dim: int = 128, head: str = "keras_io",
                      name: str = "supcon_projection") -> keras.Model:
-    """Encoder plus one projection head per task, ``Dense(dim, relu)``, for the SupCon phase.
+    """Encoder plus one projection head per task, for the SupCon phase. Lab 05.
+
+    ``head`` picks the projection head, named for where it comes from:
+
+    - ``"keras_io"`` (default): ``Dense(dim, relu)``, as in the keras.io example "Supervised
+      Contrastive Learning" (Khalid Salama), which study A's repository
+      (ltkhang/supcon-gender-age-race-classification) adapted: **study A used this head**.
+      It ends in a ReLU, so every projection is >= 0 (all pairs have cosine >= 0).
+    - ``"supcontrast"``: the authors' head (HobbitLong/SupContrast, ``SupConResNet``,
+      ``head="mlp"``): ``Dense(d, relu) -> Dense(dim)`` with ``d`` the encoder's output size,
+      then L2-normalised (``UnitNormalization``). It ends linear, so projections can be
+      negative and spread over the whole unit sphere.
 
     Returns image -> ``{scheme.output: projection (B, dim)}``; train it with
-    ``faceattr_lab.losses`` SupCon losses (the study weighs each task 0.1). The encoder is
-    shared, not copied: :func:`classifier_model` on the same encoder reuses what it learned.
-    Khosla et al. (2020), "Supervised Contrastive Learning", NeurIPS. Lab 05.
+    ``faceattr_lab.losses`` SupCon losses (the study weighs each task 0.1; the losses
+    normalise either way). The layer named after the output is the head's last layer and
+    computes in float32, so the projections stay float32 under ``mixed_float16``. The encoder
+    is shared, not copied: :func:`classifier_model` on the same encoder reuses what it learned.
+    Khosla et al. (2020), "Supervised Contrastive Learning", NeurIPS.
     """
+    if head not in PROJECTION_HEADS:
+        raise ValueError(f"head={head!r}; use 'keras_io' (Dense(dim, relu), study A's) or "
+                         "'supcontrast' (Dense -> ReLU -> Dense -> L2 norm, Khosla et al.'s).")
     schemes = _check_schemes(schemes)
     images = _images_like(encoder)
     embedding = encoder(images)
-    outputs = {scheme.output: layers.Dense(dim, activation="relu",
-                                           name=scheme.output)(embedding)
-               for scheme in schemes}
+    outputs = {}
+    for scheme in schemes:
+        if head == "keras_io":
+            outputs[scheme.output] = layers.Dense(dim, activation="relu", dtype="float32",
+                                                  name=scheme.output)(embedding)
+        else:
+            hidden = layers.Dense(embedding.shape[-1], activation="relu",
+                                  name=f"{scheme.output}_projection_hidden")(embedding)
+            linear = layers.Dense(dim, dtype="float32",
+                                  name=f"{scheme.output}_projection_linear")(hidden)
+            outputs[scheme.output] = layers.UnitNormalization(
+                axis=-1, dtype="float32", name=scheme.output)(linear)
     return keras.Model(images, outputs, name=name)
 
 
