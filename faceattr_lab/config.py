@@ -19,6 +19,8 @@ from pathlib import Path
 
 DATA_ENV = "FACEATTR_LAB_DATA"
 OUTPUT_ENV = "FACEATTR_LAB_OUTPUT"
+# "1": one log line per epoch instead of progress bars (the runner sets it for papermill)
+QUIET_ENV = "FACEATTR_LAB_QUIET"
 
 DATASETS = ("synthetic", "utkface", "fairface", "afad", "adience")
 PROFILES = ("quick", "full")
@@ -193,6 +195,7 @@ def settings(lab: str, profile: str = "quick", *, seed: int = 42,
     )
 
 
-__all__ = ["DATA_ENV", "OUTPUT_ENV", "DATASETS", "PROFILES", "PROFILE_DEFAULTS", "Settings",
+__all__ = ["DATA_ENV", "OUTPUT_ENV", "QUIET_ENV", "DATASETS", "PROFILES", "PROFILE_DEFAULTS",
+           "Settings",
            "data_dir", "output_dir", "repo_root", "in_colab", "gpu_available", "environment",
            "use_drive", "quiet_retracing_warnings", "settings"]

@@ -36,7 +36,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
-KINDS = ("classification", "regression", "ordinal")
+from faceattr_lab.labels import KINDS, resolve
+
 TIDY_COLUMNS = ("run", "task", "metric", "value")
 BREAKDOWN_COLUMNS = ("run", "task", "by", "group", "metric", "value", "n")
 
@@ -209,7 +210,7 @@ def predict(model, dataset, schemes, metadata: pd.DataFrame | None = None) -> pd
     table aligned row by row with the dataset; its columns come first in the result, so
     ``breakdown`` can group by them.
     """
-    schemes = _scheme_list(schemes)
+    schemes = resolve(schemes)
     outputs = {s.output: [] for s in schemes}
     truths = {s.output: [] for s in schemes}
     for out, labels in _run_batches(model, dataset):
@@ -373,7 +374,7 @@ def evaluate(predictions: pd.DataFrame, schemes, run: str = "run",
     ``one_off_accuracy``, ``mae``, ``rmse``, ``mean_signed_error``); the others get NaN. Lab 02.
     """
     rows = []
-    for scheme in _scheme_list(schemes):
+    for scheme in resolve(schemes):
         scores = _task_metrics(predictions, scheme)
         intervals = _task_intervals(predictions, scheme, ci, n_resamples, seed) if ci else {}
         for metric, value in scores.items():
@@ -415,7 +416,7 @@ def breakdown(predictions: pd.DataFrame, schemes, by: str | Sequence[str] = ("ge
     0/1 are shown as male/female and missing values as ``"unknown"``, so no image drops out.
     """
     by = (by,) if isinstance(by, str) else tuple(by)
-    schemes = _scheme_list(schemes)
+    schemes = resolve(schemes)
     rows = []
     for attribute in by:
         groups = _group_column(predictions, attribute, schemes)
@@ -679,21 +680,6 @@ def _as_output_dict(value, schemes, what: str) -> dict:
                      f"({outputs}) it must be {{output: values}}.")
 
 
-def _scheme_list(schemes) -> list:
-    if hasattr(schemes, "output") and hasattr(schemes, "kind"):
-        schemes = [schemes]
-    schemes = list(schemes.values()) if isinstance(schemes, Mapping) else list(schemes)
-    if not schemes:
-        raise ValueError("give at least one label scheme, e.g. [fl.labels.get('gender')].")
-    for s in schemes:
-        if getattr(s, "kind", None) not in KINDS or not hasattr(s, "output"):
-            raise ValueError(f"{s!r} is not a label scheme; use fl.labels.get(name).")
-    outputs = [s.output for s in schemes]
-    if len(set(outputs)) != len(outputs):
-        raise ValueError(f"two schemes share an output in {outputs}; give one scheme per output.")
-    return schemes
-
-
 def _paired_arrays(y_true, y_pred):
     y_true = _labels_array(y_true, "y_true")
     y_pred = _labels_array(y_pred, "y_pred")
@@ -792,7 +778,7 @@ def _format_mean_std(mean: float, std: float, digits: int) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-__all__ = ["KINDS", "TIDY_COLUMNS", "BREAKDOWN_COLUMNS", "GROUP_NAMES", "classification_metrics",
+__all__ = ["TIDY_COLUMNS", "BREAKDOWN_COLUMNS", "GROUP_NAMES", "classification_metrics",
            "one_off_accuracy", "regression_metrics", "majority_baseline", "bootstrap_ci",
            "paired_difference", "predict", "features", "predict_oversampled",
            "evaluate", "breakdown", "confusion", "compare", "summarize", "wide"]

@@ -111,33 +111,6 @@ def load_arrays(df: pd.DataFrame, schemes, image_size) -> tuple[np.ndarray, dict
     return _IMAGE_CACHE[key], targets
 
 
-def array_dataset(images: np.ndarray, targets: dict, batch_size: int, training: bool = False,
-                  seed: int = 0, augment=False):
-    """A ``tf.data`` pipeline over in-memory images: float32 [0, 255] batches, labels dict. Lab 02.
-
-    ``training=True`` reshuffles each epoch (seeded) and applies ``augment`` (``True`` for
-    ``fl.pipeline.augmentation(seed=seed)``, or a Keras layer); the same contract as
-    ``fl.pipeline.make_dataset``.
-    """
-    import tensorflow as tf
-
-    from faceattr_lab import pipeline
-
-    if augment and not training:
-        raise ValueError("augment only applies to training data; pass training=True.")
-    ds = tf.data.Dataset.from_tensor_slices((images, targets))
-    if training:
-        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    layer = pipeline.augmentation(seed=seed) if augment is True else augment
-    if layer:
-        # one call at a time: the augmentation layers draw from a seeded state, in order
-        ds = ds.map(lambda x, y: (layer(tf.cast(x, tf.float32), training=True), y))
-    else:
-        ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
-
-
 def run_grid(configs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame,
              test_df: pd.DataFrame | None, schemes, image_size, *, epochs: int, batch_size: int,
              seeds=(0,), build_fn=None, loss_weights: dict | None = None,
@@ -244,12 +217,12 @@ def _train_and_score(build_fn, knobs, schemes, data, splits, input_shape, seed, 
         images, targets = data[split]
         return images, {s.output: targets[s.output] for s in schemes}
 
-    train_ds = array_dataset(*subset("train"), batch_size, training=True, seed=seed,
-                             augment=knobs["augment"])
+    train_ds = fl.pipeline.from_arrays(*subset("train"), batch_size, training=True,
+                                       augment=knobs["augment"] or None, shuffle_seed=seed)
     # evaluation batches are larger (results do not depend on them): a small split is then
     # one batch, and Keras traces the predict and test functions once, not twice
     eval_batch = max(batch_size, EVAL_BATCH)
-    eval_sets = {split: array_dataset(*subset(split), eval_batch) for split in splits}
+    eval_sets = {split: fl.pipeline.from_arrays(*subset(split), eval_batch) for split in splits}
 
     start = time.perf_counter()
     history = fl.train.fit(model, train_ds, eval_sets["val"], epochs=epochs,
@@ -432,5 +405,5 @@ def cross_validate(df: pd.DataFrame, schemes, build_fn, *, image_size, epochs: i
 
 __all__ = ["MODEL_KNOBS", "TRAIN_KNOBS", "DEFAULT_KNOBS", "STUDY_C_ABLATIONS", "GRID_COLUMNS",
            "config_name", "compare_on_validation",
-           "ablation_configs", "build_custom_cnn", "load_arrays", "array_dataset", "run_grid",
+           "ablation_configs", "build_custom_cnn", "load_arrays", "run_grid",
            "cross_validate", "CrossValidation", "CV_COLUMNS"]

@@ -298,19 +298,36 @@ def select(df: pd.DataFrame, schemes) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def resolve(schemes) -> list[Scheme]:
-    """A scheme, a name, or a list of them -> a list of Schemes with distinct outputs. Lab 02."""
-    if isinstance(schemes, (Scheme, str)):
+    """A scheme, a name, or a list or dict of them -> a list of schemes with distinct outputs. Lab 02.
+
+    The one place the kit normalises schemes (models, pipeline and evaluation all call it).
+    Names go through :func:`get`; any object with ``output`` and ``kind`` (a ``Scheme``, or a
+    scheme-like object of your own) passes as it is. Raises ``ValueError`` for an empty list,
+    an unknown kind, or two schemes sharing an output head.
+    """
+    if isinstance(schemes, (str, Scheme)) or _scheme_like(schemes):
         schemes = [schemes]
+    elif isinstance(schemes, dict):
+        schemes = list(schemes.values())
     result = [get(s) if isinstance(s, str) else s for s in schemes]
+    if not result:
+        raise ValueError("give at least one label scheme, e.g. [fl.labels.get('gender')].")
     for s in result:
-        if not isinstance(s, Scheme):
+        if not _scheme_like(s):
             raise ValueError(f"Expected a Scheme or a scheme name, got {s!r}; see "
                              "fl.labels.SCHEMES.")
+        if s.kind not in KINDS:
+            raise ValueError(f"scheme {getattr(s, 'name', s.output)!r} has kind {s.kind!r}; "
+                             f"expected one of {KINDS}.")
     outputs = [s.output for s in result]
     if len(set(outputs)) != len(outputs):
         raise ValueError(f"Two schemes share an output head: {outputs}; pick one scheme per "
                          "task (gender, age, race).")
     return result
+
+
+def _scheme_like(value) -> bool:
+    return hasattr(value, "output") and hasattr(value, "kind")
 
 
 # -- builders --------------------------------------------------------------------------------

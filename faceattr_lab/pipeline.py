@@ -259,7 +259,7 @@ class Augmentation:
     ``tf.data.Dataset.random(shuffle_seed, rerandomize_each_iteration=True)``: the same seeds
     give the same batches, each new iterator (epoch) new draws, and a resumed ``fl.train.fit``
     (which re-creates as many iterators as the interrupted run) replays them. Called without
-    ``seeds`` (e.g. by ``fl.experiments.array_dataset`` or ``fl.train.two_views``) it draws
+    ``seeds`` (e.g. by ``fl.train.two_views``) it draws
     them from its own ``tf.random.Generator`` seeded with ``seed``. ``training=False`` returns
     the images unchanged.
     """
@@ -440,10 +440,6 @@ def make_dataset(df: pd.DataFrame, schemes, image_size, batch_size: int = 64,
         raise ValueError("augment only applies to training data; pass training=True, or "
                          "augment=None for validation and test sets.")
     crop_size = None if crop is None else _crop_size(crop, size)
-    if augment is True:
-        augment = augmentation(seed=shuffle_seed)
-    # one seed per image, drawn anew by each iterator, for the random crop and augmentation
-    seeded = training and (crop_size is not None or isinstance(augment, Augmentation))
     if "path" not in df.columns:
         raise ValueError("make_dataset needs a 'path' column (see ARCHITECTURE.md).")
     if len(df) == 0:
@@ -463,6 +459,39 @@ def make_dataset(df: pd.DataFrame, schemes, image_size, batch_size: int = 64,
         if training:
             ds = ds.shuffle(min(len(df), CACHED_SHUFFLE_BUFFER), seed=shuffle_seed,
                             reshuffle_each_iteration=True)
+    return _crop_batch_augment(ds, batch_size, training, augment, shuffle_seed, crop_size,
+                               drop_remainder)
+
+
+def from_arrays(images: np.ndarray, targets: dict, batch_size: int, training: bool = False,
+                augment=None, shuffle_seed: int = 0) -> tf.data.Dataset:
+    """:func:`make_dataset` for images already in memory (uint8 ``(N, H, W, 3)``). Lab 02.
+
+    ``targets`` is ``{output: labels}`` (``scheme.encode`` of each scheme). Same contract and
+    options as :func:`make_dataset`: ``training=True`` shuffles (seeded, a new order each
+    epoch) and applies ``augment`` with the same reproducible per-image seeds. Used by
+    ``fl.experiments.run_grid``, which decodes each split once for a whole grid.
+    """
+    if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+    if augment is not None and augment is not False and not training:
+        raise ValueError("augment only applies to training data; pass training=True, or "
+                         "augment=None for validation and test sets.")
+    if len(images) == 0:
+        raise ValueError("from_arrays got no images; check the split.")
+    ds = tf.data.Dataset.from_tensor_slices((images, targets))
+    if training:
+        ds = ds.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return _crop_batch_augment(ds, batch_size, training, augment, shuffle_seed, None, False)
+
+
+def _crop_batch_augment(ds, batch_size, training, augment, shuffle_seed, crop_size,
+                        drop_remainder):
+    """The shared tail of the pipelines: per-image seeds, crop, batch, float32, augment."""
+    if augment is True:
+        augment = augmentation(seed=shuffle_seed)
+    # one seed per image, drawn anew by each iterator, for the random crop and augmentation
+    seeded = training and (crop_size is not None or isinstance(augment, Augmentation))
     if seeded:  # stateless draws: a pure function of (global seed, shuffle_seed, iterator)
         seeds = tf.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True)
         ds = tf.data.Dataset.zip((ds, seeds)).map(lambda element, seed: (*element, seed))
@@ -485,7 +514,7 @@ def make_dataset(df: pd.DataFrame, schemes, image_size, batch_size: int = 64,
             images = augment(images, training=True)
         return (images, *rest)
 
-    # a callable of our own is stateless and runs in parallel; any other runs in order
+    # the kit's augmentation is stateless and runs in parallel; any other callable in order
     parallel = AUTOTUNE if not augment or isinstance(augment, Augmentation) else None
     return ds.map(to_float, num_parallel_calls=parallel).prefetch(AUTOTUNE)
 
@@ -548,6 +577,6 @@ def _sample_weights(targets: dict, schemes) -> dict[str, np.ndarray]:
     return weights
 
 
-__all__ = ["split", "adience_folds", "make_dataset", "augmentation", "Augmentation",
+__all__ = ["split", "adience_folds", "make_dataset", "from_arrays", "augmentation", "Augmentation",
            "ten_crops", "TEN_CROPS", "decode_and_resize", "load_images", "to_numpy",
            "class_weights", "sample_weights", "SPLITS"]

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 from faceattr_lab import config
-
-QUIET_ENV = "FACEATTR_LAB_QUIET"
+from faceattr_lab.config import QUIET_ENV
 
 
 def labs_dir() -> Path:
@@ -146,4 +145,4 @@ def run_labs(labs=None, parameters: dict | None = None, output: str | Path | Non
 
 
 __all__ = ["labs_dir", "list_labs", "find_lab", "lab_parameters", "run_lab", "run_labs",
-           "key_results", "QUIET_ENV"]
+           "key_results"]

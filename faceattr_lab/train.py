@@ -40,7 +40,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-QUIET_ENV = "FACEATTR_LAB_QUIET"
+from faceattr_lab.config import QUIET_ENV
+
 LR_SCHEDULES = (None, "step", "cosine")
 _BACKUP = "backup"
 _STATE_FILE = "extra_state.npz"
@@ -595,7 +596,7 @@ def fit_supcon(encoder, schemes, train_ds, val_ds=None, *, epochs_pretrain: int,
     return histories
 
 
-__all__ = ["QUIET_ENV", "LR_SCHEDULES", "quiet_logging", "resolve_verbose",
+__all__ = ["LR_SCHEDULES", "quiet_logging", "resolve_verbose",
            "enable_mixed_precision_if_gpu", "with_strategy", "lr_schedule_fn",
            "ResumableEarlyStopping", "ResumableBackup", "with_class_weights", "fit", "two_views",
            "fit_supcon"]

@@ -50,6 +50,16 @@ def test_lab03_runs_and_records_what_it_teaches(lab_results):
     assert set(fusion) == {"multi-task heads (1 model)", "gender fusion"}
     for scores in (*stl_mtl.values(), *fusion.values(), *phases.values()):
         assert all(0.0 <= scores[task] <= 1.0 for task in TASKS)
+    # fine-tuning is chosen or not on validation; the test split is read once, with intervals
+    val_loss = results["final_val_loss"]
+    assert set(val_loss) == {"2 no re-compile", "3 fine-tuned top"}
+    assert results["final_phase"] == min(val_loss, key=val_loss.get)
+    for task in TASKS:
+        low, high = results["test_accuracy_ci"][task]
+        assert low <= results["test_accuracy"][task] <= high
+        # 150 test faces: 1 face is 1/150, so every accuracy is a multiple of it
+        assert results["test_accuracy"][task] * 150 == pytest.approx(
+            round(results["test_accuracy"][task] * 150), abs=1e-6)
     # the fused model reports the gender classifier's own predictions
     assert fusion["gender fusion"]["gender"] == pytest.approx(
         stl_mtl["single-task (3 models)"]["gender"])

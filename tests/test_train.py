@@ -180,13 +180,13 @@ def test_lr_schedules(kind, params, expected):
 
 
 def test_verbose_auto(monkeypatch):
-    for name in ("CI", "PAPERMILL_EXECUTION", train.QUIET_ENV):
+    for name in ("CI", "PAPERMILL_EXECUTION", fl.config.QUIET_ENV):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(train.QUIET_ENV, "1")
+    monkeypatch.setenv(fl.config.QUIET_ENV, "1")
     assert train.resolve_verbose("auto") == 2
-    monkeypatch.setenv(train.QUIET_ENV, "0")
+    monkeypatch.setenv(fl.config.QUIET_ENV, "0")
     assert train.resolve_verbose("auto") == 1
-    monkeypatch.delenv(train.QUIET_ENV)
+    monkeypatch.delenv(fl.config.QUIET_ENV)
     monkeypatch.setenv("CI", "true")
     assert train.resolve_verbose("auto") == 2
     monkeypatch.delenv("CI")

@@ -17,7 +17,9 @@ from typing import Callable
 import keras
 from keras import layers, ops
 
-from .heads import _check_schemes, add_heads, compile_for
+from faceattr_lab.labels import resolve
+
+from .heads import add_heads, compile_for
 
 # ImageNet statistics used by keras.applications' preprocess_input (imagenet_utils)
 _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -171,7 +173,7 @@ def transfer_model(name: str, input_shape, schemes, weights="imagenet", dropout:
     backbone) and the multi-task models of study E. The backbone is frozen by default; train
     the heads, then call :func:`unfreeze` to fine-tune. See :func:`backbone` for ``weights``.
     """
-    schemes = _check_schemes(schemes)
+    schemes = resolve(schemes)
     base = backbone(name, input_shape, weights=weights, pooling=pooling, trainable=trainable)
     images = keras.Input(tuple(input_shape), name="image")
     features = base(images)

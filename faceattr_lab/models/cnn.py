@@ -5,7 +5,9 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from .heads import _check_schemes, add_heads
+from faceattr_lab.labels import resolve
+
+from .heads import add_heads
 
 BN_ORDERS = ("bn_relu", "relu_bn", "none")
 # Keras's BatchNormalization defaults to momentum 0.99 (study C's setting, kept by the full
@@ -102,7 +104,7 @@ def custom_cnn(input_shape, schemes, conv_filters=STUDY_C["conv_filters"], kerne
     single-task network.
     """
     input_shape = _check(input_shape, conv_filters, kernel_size, bn_order)
-    schemes = _check_schemes(schemes)
+    schemes = resolve(schemes)
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout={dropout}; use 0 <= dropout < 1 (study C: 0.6).")
     images = keras.Input(input_shape, name="image")

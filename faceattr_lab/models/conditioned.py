@@ -6,7 +6,9 @@ import keras
 from keras import layers
 
 from .backbones import _flat_layers, backbone, set_trainable_from
-from .heads import _check_schemes, add_heads
+from faceattr_lab.labels import resolve
+
+from .heads import add_heads
 
 MODES = ("gating", "attention")
 
@@ -47,8 +49,10 @@ def gender_conditioned(backbone_name: str, input_shape, schemes, mode: str = "ga
                        name: str | None = None) -> keras.Model:
     """A partially frozen backbone whose gender embedding steers the other heads. Lab 04.
 
-    Study E: single-task vs multi-task VGG/ResNet/DenseNet on UTKFace with gender-embedding
-    gating and attention (a course project; see ``reference/studies.md``, section E).
+    Study E: single-task vs multi-task VGG16/VGG19/ResNet50/DenseNet121 with transfer learning
+    on UTKFace, whose partially frozen multi-task models pass a gender embedding to the age and
+    race heads through gating or attention (a course project; no paper or repository is known
+    to cite).
 
     The backbone's feature map feeds a gender branch, ``GlobalAveragePooling -> Dense(
     embedding_dim, relu)`` (the *gender embedding*) -> gender softmax. The other heads (age,
@@ -69,7 +73,7 @@ def gender_conditioned(backbone_name: str, input_shape, schemes, mode: str = "ga
     """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}; use one of {MODES}.")
-    schemes = _check_schemes(schemes)
+    schemes = resolve(schemes)
     gender = [scheme for scheme in schemes if scheme.output == "gender"]
     others = [scheme for scheme in schemes if scheme.output != "gender"]
     if not gender or not others:

@@ -11,33 +11,10 @@ import numpy as np
 from keras import layers, ops
 
 from faceattr_lab import losses
+from faceattr_lab.labels import resolve
 from faceattr_lab.losses import coral_predict
 
-KINDS = ("classification", "regression", "ordinal")
 REGRESSION_ACTIVATIONS = (None, "linear", "relu", "sigmoid")
-
-
-def _check_schemes(schemes) -> list:
-    """Return ``schemes`` as a list of schemes; one scheme, or names for ``labels.get``, work."""
-    if isinstance(schemes, str) or (hasattr(schemes, "output") and hasattr(schemes, "kind")):
-        schemes = [schemes]
-    schemes = list(schemes)
-    if any(isinstance(scheme, str) for scheme in schemes):
-        from faceattr_lab import labels
-
-        schemes = [labels.get(scheme) if isinstance(scheme, str) else scheme
-                   for scheme in schemes]
-    if not schemes:
-        raise ValueError("schemes is empty; pass e.g. [fl.labels.get('gender')].")
-    outputs = [scheme.output for scheme in schemes]
-    if len(set(outputs)) != len(outputs):
-        raise ValueError(f"two schemes share an output name in {outputs}; pass one scheme per "
-                         "head (e.g. one age scheme, not two).")
-    for scheme in schemes:
-        if scheme.kind not in KINDS:
-            raise ValueError(f"scheme {scheme.name!r} has kind {scheme.kind!r}; "
-                             f"expected one of {KINDS}.")
-    return schemes
 
 
 @keras.saving.register_keras_serializable(package="faceattr_lab")
@@ -119,7 +96,7 @@ def add_heads(features, schemes, hidden: int = 0, dropout: float = 0.0, name_pre
     ``mixed_float16`` policy probabilities and CORAL logits stay float32, as Keras' mixed
     precision guide requires of a model's last layer. Lab 02.
     """
-    schemes = _check_schemes(schemes)
+    schemes = resolve(schemes)
     if regression_activation not in REGRESSION_ACTIVATIONS:
         raise ValueError(f"regression_activation={regression_activation!r}; "
                          f"use one of {REGRESSION_ACTIVATIONS}.")
@@ -179,7 +156,7 @@ def compile_for(model: keras.Model, schemes, optimizer="adam",
     weights (study C weighs age 2). The arguments are remembered on the model, so
     :func:`faceattr_lab.models.freeze` / ``unfreeze`` re-compile it the same way. Returns it.
     """
-    schemes = _check_schemes(schemes)
+    schemes = resolve(schemes)
     model_outputs = set(model.output) if isinstance(model.output, dict) else set(
         model.output_names)
     missing = [scheme.output for scheme in schemes if scheme.output not in model_outputs]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from .heads import _check_schemes, add_heads
+from faceattr_lab.labels import resolve
+
+from .heads import add_heads
 
 
 @keras.saving.register_keras_serializable(package="faceattr_lab")
@@ -114,7 +116,7 @@ def levi_hassner(input_shape, schemes, first_stride: int = 4, dense_units: int =
             f"Levi-Hassner with first_stride={first_stride} needs images of at least "
             f"{minimum_size(first_stride)} px, got {input_shape[:2]}; use a larger image_size "
             f"or first_stride=2 (needs {minimum_size(2)} px).")
-    schemes = _check_schemes(schemes)
+    schemes = resolve(schemes)
     images = keras.Input(input_shape, name="image")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(images)
     x = layers.Conv2D(96, 7, strides=first_stride, activation="relu", name="conv1")(x)

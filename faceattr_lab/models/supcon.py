@@ -12,7 +12,9 @@ from keras import layers
 
 from .backbones import BACKBONES, backbone
 from .cnn import cnn_encoder
-from .heads import _check_schemes, add_heads
+from faceattr_lab.labels import resolve
+
+from .heads import add_heads
 
 
 def supcon_encoder(backbone_name_or_cnn="ResNet50V2", input_shape=(112, 112, 3), weights=None,
@@ -75,7 +77,7 @@ def projection_model(encoder: keras.Model, schemes, dim: int = 128, head: str = 
     if head not in PROJECTION_HEADS:
         raise ValueError(f"head={head!r}; use 'keras_io' (Dense(dim, relu), study A's) or "
                          "'supcontrast' (Dense -> ReLU -> Dense -> L2 norm, Khosla et al.'s).")
-    schemes = _check_schemes(schemes)
+    schemes = resolve(schemes)
     images = _images_like(encoder)
     embedding = encoder(images)
     outputs = {}
@@ -104,7 +106,7 @@ def classifier_model(encoder: keras.Model, schemes, hidden: int = 512, dropout: 
     ``unfreeze``, which re-compiles. With ``trainable_encoder=True`` and a fresh encoder this
     is the study's cross-entropy baseline. Khosla et al. (2020), NeurIPS.
     """
-    schemes = _check_schemes(schemes)
+    schemes = resolve(schemes)
     encoder.trainable = trainable_encoder
     images = _images_like(encoder)
     embedding = encoder(images)

@@ -1,0 +1,119 @@
+"""Documentation points at things that exist: labs named in docstrings, README's lab tables,
+and sources a student can open (never the kit's private reference notes)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "faceattr_lab"
+LABS = ROOT / "labs"
+LAB_REF = re.compile(r"\bLab (\d\d)\b")
+TABLE_LAB = re.compile(r"^\|\s*`(\d\d)_[A-Za-z0-9_]+`\s*\|")
+
+
+def docstrings() -> list[tuple[str, str]]:
+    """(module.qualname, docstring) for every module, class and function under faceattr_lab/.
+
+    Parsed with ast, so nothing is imported (no TensorFlow start-up). Definitions nested in
+    functions, classes or ``if``/``try`` blocks count too."""
+    defs = (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+    def visit(node, qualname, found):
+        has_doc = isinstance(node, (ast.Module, *defs))
+        doc = ast.get_docstring(node, clean=False) if has_doc else None
+        if doc:
+            found.append((qualname, doc))
+        for child in ast.iter_child_nodes(node):
+            visit(child, f"{qualname}.{child.name}" if isinstance(child, defs) else qualname, found)
+
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        visit(tree, ".".join(parts), found)
+    return found
+
+
+def readme_section(title: str) -> list[str]:
+    """The lines of README.md under ``## title``, up to the next ``## `` heading."""
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    start = lines.index(f"## {title}") + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return lines[start:end]
+
+
+def tables(lines: list[str]) -> list[tuple[str, list[str]]]:
+    """Each markdown table in ``lines``: (the text between it and the table before, its rows)."""
+    found, current, before = [], None, []
+    for line in lines:
+        if line.startswith("|"):
+            if current is None:
+                current = []
+                found.append((" ".join(before), current))
+                before = []
+            current.append(line)
+        else:
+            current = None
+            before.append(line)
+    return found
+
+
+def table_labs(rows: list[str]) -> dict[str, str]:
+    """{"04": "04_single_vs_multitask", ...} from a table's first column."""
+    labs = {}
+    for row in rows:
+        match = TABLE_LAB.match(row)
+        if match:
+            labs[match.group(1)] = row.split("`")[1]
+    return labs
+
+
+def lab_tables() -> tuple[dict[str, str], dict[str, str]]:
+    """README's table of existing labs and its "Labs to come" table."""
+    found = tables(readme_section("The labs"))
+    existing = [rows for before, rows in found if "Labs to come" not in before
+                and rows[0].replace(" ", "").startswith("|lab|")]
+    planned = [rows for before, rows in found if "Labs to come" in before]
+    assert existing, "README's '## The labs' has no table whose first column is 'lab'"
+    assert len(planned) == 1, "README's '## The labs' needs one table under 'Labs to come'"
+    return table_labs(existing[0]), table_labs(planned[0])
+
+
+def existing_labs() -> dict[str, str]:
+    return {path.stem[:2]: path.stem for path in sorted(LABS.glob("[0-9][0-9]_*.ipynb"))}
+
+
+def test_every_lab_a_docstring_names_exists_or_is_planned_in_readme():
+    _, planned = lab_tables()
+    known = {**existing_labs(), **planned}
+    found = docstrings()
+    assert len(found) > 100, f"only {len(found)} docstrings found under {PACKAGE}"
+    missing = [f"{where}: Lab {number} is neither labs/{number}_*.ipynb nor in README's "
+               "'Labs to come' table"
+               for where, doc in found for number in LAB_REF.findall(doc) if number not in known]
+    assert not missing, "\n".join(missing)
+
+
+def test_readme_lab_table_lists_exactly_the_labs():
+    listed, planned = lab_tables()
+    on_disk = existing_labs()
+    assert sorted(listed.values()) == sorted(on_disk.values()), (
+        f"README's lab table lists {sorted(listed.values())}; "
+        f"labs/ holds {sorted(on_disk.values())}")
+    built = sorted(set(planned) & set(on_disk))
+    assert not built, (f"labs {built} exist now: move them from 'Labs to come' to the lab table")
+
+
+def test_no_lab_or_package_file_cites_the_private_notes():
+    files = [*sorted(LABS.glob("*.ipynb")),
+             *(p for p in sorted(PACKAGE.rglob("*"))
+               if p.is_file() and "__pycache__" not in p.parts)]
+    citing = [str(p.relative_to(ROOT)) for p in files
+              if "studies.md" in p.read_text(encoding="utf-8", errors="ignore")]
+    assert not citing, (f"{citing} mention studies.md, the kit's private notes; cite the primary "
+                        "source (paper or repository) instead, or describe the study")
