@@ -193,10 +193,10 @@ def run_grid(configs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame,
             table = table.assign(run=name, seed=seed, params=params, epochs=epochs_run,
                                  seconds_per_epoch=seconds / max(epochs_run, 1))
             tables.append(table)
-            if echo:
-                scores = ", ".join(f"{split} loss {total_loss[split]:.4f}" for split in splits)
+            if echo:  # validation only: test figures are read from the table, once
                 print(f"{name} | seed {seed}: {epochs_run} epochs, "
-                      f"{seconds / max(epochs_run, 1):.1f} s/epoch, {scores}", flush=True)
+                      f"{seconds / max(epochs_run, 1):.1f} s/epoch, "
+                      f"val loss {total_loss['val']:.4f}", flush=True)
     return pd.concat(tables, ignore_index=True).reindex(columns=list(GRID_COLUMNS))
 
 

@@ -213,7 +213,10 @@ def test_synth_writes_to_out(tmp_path, capsys):
             "--image-size", "32", "--out", str(out_dir)]
     assert cli.main(argv) == 0
     assert str(out_dir) in capsys.readouterr().out
-    assert len(list(out_dir.glob("AFAD-Full/*/11[12]/*.jpg"))) > 0
+    jpgs = sorted(out_dir.glob("AFAD-Full/*/11[12]/*.jpg"))
+    assert len(jpgs) == 30  # --n 30: one image per face (Thumbs.db defects are not .jpg)
+    with Image.open(jpgs[0]) as image:
+        assert image.size == (32, 32)  # --image-size 32
     # Writing again into the now non-empty folder is refused with one line.
     assert cli.main(argv) == 2
     assert "not empty" in capsys.readouterr().err

@@ -1,5 +1,5 @@
-"""Tests for faceattr_lab.evaluate: sklearn metrics on random data, hand-written ones on a
-hand-made fixture whose numbers are worked out in the comments."""
+"""Tests for faceattr_lab.evaluate: metrics against numbers worked out by hand in the comments
+on hand-made fixtures, and against the formulas written out with numpy."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn import metrics as skm
 
 from faceattr_lab import evaluate as ev
 
@@ -67,32 +66,86 @@ def _value(table, task, metric, **filters):
 
 # ---- metrics on arrays ------------------------------------------------------------------
 
-def test_classification_metrics_match_sklearn_on_random_data():
+# Hand-made fixture: classes a b c d, "d" predicted once but never true.
+#   index    0  1  2  3  4  5  6  7
+#   true     a  a  a  b  b  c  c  c
+#   pred     a  a  b  b  d  c  c  a
+HAND_TRUE = [0, 0, 0, 1, 1, 2, 2, 2]
+HAND_PRED = [0, 0, 1, 1, 3, 2, 2, 0]
+
+
+def test_classification_metrics_hand_values():
+    got = ev.classification_metrics(HAND_TRUE, HAND_PRED, classes=["a", "b", "c", "d"])
+    assert got["accuracy"] == pytest.approx(5 / 8)  # right at 0, 1, 3, 5, 6
+    # recall a 2/3, b 1/2, c 2/3; "d" has no true face, so it is not averaged in
+    # (averaging it in as 0 would give 11/24)
+    assert got["balanced_accuracy"] == pytest.approx((2 / 3 + 1 / 2 + 2 / 3) / 3)  # 11/18
+    # precision a 2/3 (rows 0, 1, 7), b 1/2 (rows 2, 3), c 2/2, d 0/1
+    # F1 = 2PR/(P+R): a 2/3, b 1/2, c 2*(2/3)/(5/3) = 4/5, d 0; macro over the 4 classes seen
+    # in either array (over only a, b, c it would be 59/90)
+    assert got["macro_f1"] == pytest.approx((2 / 3 + 1 / 2 + 4 / 5 + 0) / 4)  # 59/120
+    # rows are the truth, columns the prediction; "d" gets a row although never true
+    np.testing.assert_array_equal(got["confusion_matrix"], [[2, 1, 0, 0],
+                                                            [0, 1, 0, 1],
+                                                            [1, 0, 2, 0],
+                                                            [0, 0, 0, 0]])
+    # class names instead of indices give the same numbers
+    names = np.array(["a", "b", "c", "d"])
+    by_name = ev.classification_metrics(names[HAND_TRUE], names[HAND_PRED], classes=names)
+    for key in ("accuracy", "balanced_accuracy", "macro_f1"):
+        assert by_name[key] == pytest.approx(got[key])
+    np.testing.assert_array_equal(by_name["confusion_matrix"], got["confusion_matrix"])
+
+
+def _numpy_classification_metrics(y_true, y_pred, k):
+    """Independent reference: the formulas written out with numpy."""
+    matrix = np.zeros((k, k), int)
+    np.add.at(matrix, (y_true, y_pred), 1)
+    true_count, pred_count, hits = matrix.sum(axis=1), matrix.sum(axis=0), np.diag(matrix)
+    present = true_count > 0
+    recall = np.divide(hits, true_count, out=np.zeros(k), where=true_count > 0)
+    precision = np.divide(hits, pred_count, out=np.zeros(k), where=pred_count > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k),
+                   where=precision + recall > 0)
+    seen = present | (pred_count > 0)
+    return {"accuracy": hits.sum() / len(y_true), "balanced_accuracy": recall[present].mean(),
+            "macro_f1": f1[seen].mean(), "confusion_matrix": matrix}
+
+
+def test_classification_metrics_match_numpy_formulas_on_random_data():
     rng = np.random.default_rng(0)
-    y_true, y_pred = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
+    # uneven class sizes, so balanced accuracy and accuracy differ
+    y_true = rng.choice(4, 200, p=[0.55, 0.25, 0.15, 0.05])
+    y_pred = np.where(rng.uniform(size=200) < 0.6, y_true, rng.integers(0, 4, 200))
     got = ev.classification_metrics(y_true, y_pred, classes=["a", "b", "c", "d"])
-    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred))
-    assert got["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y_true, y_pred))
-    assert got["macro_f1"] == pytest.approx(skm.f1_score(y_true, y_pred, average="macro"))
-    np.testing.assert_array_equal(got["confusion_matrix"], skm.confusion_matrix(y_true, y_pred))
+    expected = _numpy_classification_metrics(y_true, y_pred, 4)
+    for key in ("accuracy", "balanced_accuracy", "macro_f1"):
+        assert got[key] == pytest.approx(expected[key]), key
+    assert abs(got["accuracy"] - got["balanced_accuracy"]) > 0.01
+    np.testing.assert_array_equal(got["confusion_matrix"], expected["confusion_matrix"])
 
 
 def test_confusion_matrix_keeps_unseen_classes():
     got = ev.classification_metrics([0, 0, 1], [0, 1, 1], classes=["x", "y", "z"])
     np.testing.assert_array_equal(got["confusion_matrix"], [[1, 1, 0], [0, 1, 0], [0, 0, 0]])
+    # "z" is in neither array, so it does not count in the averages: recall x 1/2, y 1;
+    # F1 x = 2 * 1 * (1/2) / (3/2) = 2/3, y = 2 * (1/2) * 1 / (3/2) = 2/3 (with z: 4/9)
+    assert got["balanced_accuracy"] == pytest.approx((1 / 2 + 1) / 2)
+    assert got["macro_f1"] == pytest.approx(2 / 3)
 
 
-def test_regression_metrics_match_sklearn_and_hand_values():
-    rng = np.random.default_rng(1)
-    y_true, y_pred = rng.normal(40, 10, 100), rng.normal(40, 10, 100)
-    got = ev.regression_metrics(y_true, y_pred)
-    assert got["mae"] == pytest.approx(skm.mean_absolute_error(y_true, y_pred))
-    assert got["rmse"] == pytest.approx(math.sqrt(skm.mean_squared_error(y_true, y_pred)))
-    # errors +2 -3 0 +5 0 -6: MAE 16/6, signed -2/6, RMSE sqrt(74/6)
+def test_regression_metrics_hand_values():
+    # errors (pred - true) +2 -3 0 +5 0 -6: |e| sum 16, e sum -2, e^2 sum 4+9+0+25+0+36 = 74
     hand = ev.regression_metrics([20, 30, 40, 50, 60, 70], [22, 27, 40, 55, 60, 64])
     assert hand["mae"] == pytest.approx(16 / 6)
-    assert hand["mean_signed_error"] == pytest.approx(-2 / 6)
+    assert hand["mean_signed_error"] == pytest.approx(-2 / 6)  # under-estimates a little
     assert hand["rmse"] == pytest.approx(math.sqrt(74 / 6))
+    # all over-estimates by 1 or 3: MAE 2, signed +2 (prediction - truth, not the reverse),
+    # RMSE sqrt((1 + 9) / 2) = sqrt(5) > MAE
+    over = ev.regression_metrics(pd.array([10, 20], dtype="Int64"), np.array([11.0, 23.0]))
+    assert over == pytest.approx({"mae": 2.0, "rmse": math.sqrt(5), "mean_signed_error": 2.0})
+    with pytest.raises(ValueError):
+        ev.regression_metrics([1.0, 2.0], [1.0])
 
 
 def test_one_off_accuracy_hand_values():

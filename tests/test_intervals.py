@@ -86,3 +86,25 @@ def test_paired_difference_by_hand():
     assert ev.paired_difference([1.0, 2.0], [1.0, 2.0])["real"] is False
     with pytest.raises(ValueError, match="paired"):
         ev.paired_difference([1.0, 2.0, 3.0], [1.0, 2.0])
+
+
+def test_paired_bootstrap_resamples_faces_together():
+    # 4 faces: model a right on 3, model b right on 1; the resampled difference of means takes
+    # values k/4 - j/4, and with faces drawn together it can never exceed a's lead on any face
+    a = np.array([1.0, 1.0, 1.0, 0.0])
+    b = np.array([1.0, 0.0, 0.0, 0.0])
+    result = ev.paired_bootstrap(a, b, n_resamples=4000)
+    assert result["difference"] == pytest.approx(0.5)
+    # per face a - b is (0, 1, 1, 0): the paired bootstrap of its mean spans [0, 1]
+    assert (result["ci_low"], result["ci_high"]) == ev.bootstrap_ci(a - b, n_resamples=4000)
+    assert result["ci_low"] >= 0.0 and result["ci_high"] <= 1.0
+    # identical models: no difference, and not real
+    same = ev.paired_bootstrap(a, a)
+    assert same["difference"] == 0 and same["real"] is False
+    # a large, consistent lead on 400 faces is real
+    rng = np.random.default_rng(0)
+    truth_hits = (rng.random(400) < 0.9).astype(float)
+    worse = truth_hits * (rng.random(400) < 0.7)
+    assert ev.paired_bootstrap(truth_hits, worse)["real"] is True
+    with pytest.raises(ValueError, match="equally long"):
+        ev.paired_bootstrap(a, b[:3])

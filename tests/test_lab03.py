@@ -7,6 +7,12 @@ import pytest
 CHEAP_STUDY_B = {"Xception", "VGG19", "MobileNetV2"}  # built and counted in the quick profile
 TASKS = ("gender", "age", "race")
 HEADS = (1280 + 1) * (2 + 9 + 5)  # softmax heads on MobileNetV2's 1280 features, by hand
+HELD_OUT = 150  # validation and test faces: 15 % each of the lab's 1,000
+
+
+def _faces(accuracy: float) -> bool:
+    """An accuracy on 150 faces is a whole number of faces over 150."""
+    return 0 <= accuracy <= 1 and abs(accuracy * HELD_OUT - round(accuracy * HELD_OUT)) < 1e-6
 
 
 @pytest.mark.lab
@@ -26,7 +32,7 @@ def test_lab03_runs_and_records_what_it_teaches(lab_results):
     for r in table.values():
         assert r["head params"] == HEADS
         assert r["head s/epoch"] > 0 and r["feature extraction (s)"] > 0
-        assert all(0.0 <= r[f"{task} acc"] <= 1.0 for task in TASKS)
+        assert all(_faces(r[f"{task} acc"]) for task in TASKS)
     assert set(results["majority_accuracy"]) == set(TASKS)
     assert all(0.0 < v < 1.0 for v in results["majority_accuracy"].values())
     # standardized random features still carry the gender cue: above chance for some backbone
@@ -49,7 +55,7 @@ def test_lab03_runs_and_records_what_it_teaches(lab_results):
     assert set(stl_mtl) == {"single-task (3 models)", "multi-task (1 model)"}
     assert set(fusion) == {"multi-task heads (1 model)", "gender fusion"}
     for scores in (*stl_mtl.values(), *fusion.values(), *phases.values()):
-        assert all(0.0 <= scores[task] <= 1.0 for task in TASKS)
+        assert all(_faces(scores[task]) for task in TASKS)  # scored on the 150 validation faces
     # fine-tuning is chosen or not on validation; the test split is read once, with intervals
     val_loss = results["final_val_loss"]
     assert set(val_loss) == {"2 no re-compile", "3 fine-tuned top"}
@@ -58,8 +64,7 @@ def test_lab03_runs_and_records_what_it_teaches(lab_results):
         low, high = results["test_accuracy_ci"][task]
         assert low <= results["test_accuracy"][task] <= high
         # 150 test faces: 1 face is 1/150, so every accuracy is a multiple of it
-        assert results["test_accuracy"][task] * 150 == pytest.approx(
-            round(results["test_accuracy"][task] * 150), abs=1e-6)
+        assert _faces(results["test_accuracy"][task])
     # the fused model reports the gender classifier's own predictions
     assert fusion["gender fusion"]["gender"] == pytest.approx(
         stl_mtl["single-task (3 models)"]["gender"])

@@ -131,7 +131,8 @@ def test_years_regression_scaling_and_inverse():
     scaled = L.years(116)
     np.testing.assert_allclose(scaled.encode(df), [0.0, 0.5, 1.0])
     np.testing.assert_allclose(scaled.decode(np.array([0.25])), [29.0])
-    assert L.get("age_years").encode(df).dtype == np.float32
+    years = L.get("age_years").encode(df)  # unscaled: the years themselves, as float32
+    assert years.dtype == np.float32 and years.tolist() == [0.0, 58.0, 116.0]
     assert not L.years(100).mask(df)[2]
     with pytest.raises(ValueError, match="age groups only"):
         L.get("age_years").encode(table(age_group=pd.array(["20-29"], dtype="string")))

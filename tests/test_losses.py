@@ -155,6 +155,11 @@ def test_supcon_loss_class_and_multitask_compile():
     y = {"gender": rng.integers(0, 2, 16), "race": rng.integers(0, 3, 16)}
     history = model.fit(x, y, epochs=2, batch_size=8, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
+    # the compiled total is 0.1 * SupCon(gender) + 0.1 * SupCon(race) at temperature 0.1
+    out = model.predict(x, verbose=0)
+    expected = sum(0.1 * supcon_reference(y[name], out[name], 0.1, 0.07) for name in y)
+    got = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)["loss"]
+    np.testing.assert_allclose(got, expected, rtol=1e-4)
     with pytest.raises(ValueError, match="variant"):
         losses.SupConLoss(variant="triplet")
     with pytest.raises(ValueError, match="no entry"):

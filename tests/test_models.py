@@ -89,11 +89,28 @@ def test_add_heads_follows_each_scheme_kind():
         **{**AGE_CORAL.__dict__, "output": "rank"})], hidden=4, dropout=0.2,
         regression_activation="sigmoid")
     model = keras.Model(features, outputs)
-    predictions = model.predict(np.random.default_rng(2).normal(size=(5, 8)), verbose=0)
-    np.testing.assert_allclose(predictions["gender"].sum(axis=1), 1.0, rtol=1e-5)
-    assert predictions["age"].shape == (5, 1)
-    assert ((predictions["age"] > 0) & (predictions["age"] < 1)).all()
-    assert predictions["rank"].shape == (5, AGE_CORAL.num_classes - 1)
+    x = np.random.default_rng(2).normal(size=(5, 8)).astype("float32")
+    predictions = model.predict(x, verbose=0)
+
+    def weights(name):
+        return [weight.numpy() for weight in model.get_layer(name).weights]
+
+    def hidden(output):  # Dense(4, relu); dropout is off at inference
+        kernel, bias = weights(f"{output}_hidden")
+        return np.maximum(x @ kernel + bias, 0)
+
+    kernel, bias = weights("gender")  # softmax Dense(2)
+    z = hidden("gender") @ kernel + bias
+    softmax = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(predictions["gender"], softmax, rtol=1e-5, atol=1e-6)
+    kernel, bias = weights("age")  # sigmoid Dense(1)
+    sigmoid = 1 / (1 + np.exp(-(hidden("age") @ kernel + bias)))
+    np.testing.assert_allclose(predictions["age"], sigmoid, rtol=1e-5, atol=1e-6)
+    coral = model.get_layer("rank")  # CORAL: one shared weight vector, K-1 biases
+    kernel, biases = coral.linear.kernel.numpy(), coral.biases.numpy()
+    assert kernel.shape == (4, 1) and biases.shape == (AGE_CORAL.num_classes - 1,)
+    np.testing.assert_allclose(predictions["rank"], hidden("rank") @ kernel + biases[None, :],
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_add_heads_and_compile_for_reject_bad_arguments():
@@ -190,6 +207,29 @@ def test_preprocess_layer_matches_keras_applications(name):
     np.testing.assert_allclose(layer(images), expected, rtol=1e-5, atol=1e-4)
 
 
+# Published parameter counts of the keras.applications models WITH their ImageNet top (the
+# "Total params" of model.summary(), also in the papers' tables), minus that top:
+# GlobalAveragePooling + Dense(1000) on F features = F * 1000 + 1000 weights; VGG's top is
+# Flatten(7 * 7 * 512 = 25088) -> Dense(4096) -> Dense(4096) -> Dense(1000).
+_VGG_TOP = (25088 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 1000 + 1000)  # 123,642,856
+NOTOP_PARAMS = {
+    "VGG16": 138_357_544 - _VGG_TOP,                     # 14,714,688
+    "VGG19": 143_667_240 - _VGG_TOP,                     # 20,024,384
+    "ResNet50": 25_636_712 - (2048 * 1000 + 1000),       # 23,587,712
+    "ResNet50V2": 25_613_800 - (2048 * 1000 + 1000),     # 23,564,800
+    "ResNet152V2": 60_380_648 - (2048 * 1000 + 1000),    # 58,331,648
+    "Xception": 22_910_480 - (2048 * 1000 + 1000),       # 20,861,480
+    "InceptionResNetV2": 55_873_736 - (1536 * 1000 + 1000),  # 54,336,736
+    "MobileNetV2": 3_538_984 - (1280 * 1000 + 1000),     # 2,257,984
+    "DenseNet121": 8_062_504 - (1024 * 1000 + 1000),     # 7,037,504
+    "DenseNet201": 20_242_984 - (1920 * 1000 + 1000),    # 18,321,984
+    "EfficientNetB0": 5_330_571 - (1280 * 1000 + 1000),  # 4,049,571
+}
+# MobileNetV2's BatchNorm layers hold 17,056 channels in all: 34,112 non-trainable moving
+# means and variances (its published "Non-trainable params") and as many gammas and betas.
+MOBILENET_V2_BN_STATS = 34_112
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(PREPROCESS_MODULES))
 def test_every_backbone_builds_at_its_minimum_size(name):
@@ -197,11 +237,28 @@ def test_every_backbone_builds_at_its_minimum_size(name):
     model = models.backbone(name, (spec.min_size, spec.min_size, 3), weights=None)
     assert len(model.output.shape) == 2 and not model.trainable_weights
     assert spec.citation and isinstance(model.get_layer("preprocess"), backbones.Preprocess)
+    # the whole application without its top, frozen, and the Preprocess layer adds nothing
+    assert models.count_params(model) == {"trainable": 0, "non_trainable": NOTOP_PARAMS[name],
+                                          "total": NOTOP_PARAMS[name]}
+
+
+def test_mobilenet_v2_parameter_counts_frozen_and_trainable():
+    frozen = models.backbone("MobileNetV2", (32, 32, 3), weights=None)
+    assert models.count_params(frozen)["total"] == 2_257_984 == NOTOP_PARAMS["MobileNetV2"]
+    assert models.count_params(frozen)["trainable"] == 0
+    trainable = models.backbone("MobileNetV2", (32, 32, 3), weights=None, trainable=True)
+    # everything but the BatchNorm moving statistics trains
+    assert models.count_params(trainable) == {
+        "trainable": 2_257_984 - MOBILENET_V2_BN_STATS,  # 2,223,872
+        "non_trainable": MOBILENET_V2_BN_STATS, "total": 2_257_984}
+    assert frozen.output.shape == (None, 1280)
 
 
 def test_backbone_rejects_unknown_names_small_images_and_missing_files(tmp_path):
     with pytest.raises(ValueError, match="choose one of.*ResNet50V2"):
         models.backbone("ResNet18", (64, 64, 3))
+    with pytest.raises(ValueError, match=r"unknown backbone 'resnet50'.*'ResNet50'"):
+        models.transfer_model("resnet50", (64, 64, 3), [GENDER], weights=None)
     with pytest.raises(ValueError, match="at least 71x71"):
         models.backbone("Xception", (64, 64, 3), weights=None)
     with pytest.raises(ValueError, match="is not a file"):
@@ -252,12 +309,22 @@ def test_transfer_model_freeze_unfreeze_recompiles(tmp_path):
                                   hidden=8, dropout=0.2)
     history = _train_save_reload(model, schemes, tmp_path, size=32, loss_weights={"race": 0.5})
     frozen_counts = models.count_params(model)
+    # trainable while frozen: the heads only, Dense(1280 -> 8) + Dense(8 -> K) per task
+    assert frozen_counts["trainable"] == sum(1280 * 8 + 8 + 8 * s.num_classes + s.num_classes
+                                             for s in schemes)
     images, targets = _images(size=32), _targets(schemes)
+    probabilities = model.predict(images, verbose=0)
+    for scheme in schemes:  # softmax heads: one probability per class, summing to 1
+        assert probabilities[scheme.output].shape == (4, scheme.num_classes)
+        np.testing.assert_allclose(probabilities[scheme.output].sum(axis=1), 1.0, rtol=1e-5)
+        assert (probabilities[scheme.output] > 0).all()
 
     kernels = _conv_kernels(model)
+    head_kernel = model.get_layer("gender").kernel.numpy().copy()
     model.fit(images, targets, epochs=1, verbose=0)
     assert all(np.array_equal(kernels[name], value)
                for name, value in _conv_kernels(model).items())
+    assert not np.array_equal(model.get_layer("gender").kernel.numpy(), head_kernel)  # heads train
 
     returned = models.unfreeze(model, n_layers=20, learning_rate=0.05)
     assert returned is model
@@ -288,7 +355,9 @@ def test_unfreeze_recompiles_a_model_compiled_by_hand():
     models.unfreeze(model, learning_rate=0.001)
     assert isinstance(model.optimizer, keras.optimizers.SGD)
     assert float(model.optimizer.learning_rate) == pytest.approx(0.001)
-    assert models.count_params(model)["trainable"] > 2_000_000
+    # the whole backbone but its BatchNorm layers (gammas and betas too), plus the gender head
+    assert models.count_params(model)["trainable"] == (
+        2_257_984 - 2 * MOBILENET_V2_BN_STATS + (1280 * 2 + 2))  # 2,192,322
     with pytest.raises(ValueError, match="no layer named"):
         models.freeze(model, "VGG16")
 
@@ -384,7 +453,16 @@ def test_supcon_projection_then_frozen_classifier(tmp_path):
     projection.compile(optimizer="adam", loss={scheme.output: losses.SupConLoss()
                                                for scheme in schemes})
     images, targets = _images(), _targets(schemes)
+    before_supcon = [weight.numpy().copy() for weight in encoder.trainable_weights]
     projection.fit(images, targets, epochs=1, verbose=0)
+    # the SupCon phase trains the encoder itself, not only the projection heads
+    assert any(not np.array_equal(weight.numpy(), before)
+               for weight, before in zip(encoder.trainable_weights, before_supcon, strict=True))
+    # keras_io head: Dense(16, relu) on the encoder's embedding
+    embedding = encoder.predict(images, verbose=0)
+    kernel, bias = (weight.numpy() for weight in projection.get_layer("race").weights)
+    np.testing.assert_allclose(projection.predict(images, verbose=0)["race"],
+                               np.maximum(embedding @ kernel + bias, 0), rtol=1e-4, atol=1e-5)
 
     encoder_weights = [weight.numpy().copy() for weight in encoder.weights]
     classifier = models.classifier_model(encoder, schemes, hidden=8)
@@ -404,7 +482,8 @@ def test_supcon_projection_then_frozen_classifier(tmp_path):
 def test_supcon_encoder_from_a_backbone_name_or_a_model():
     encoder = models.supcon_encoder("MobileNetV2", (32, 32, 3))
     assert encoder.name == "encoder" and encoder.output.shape == (None, 1280)
-    assert encoder.trainable_weights
+    # trained from scratch: everything but the BatchNorm moving statistics is trainable
+    assert models.count_params(encoder)["trainable"] == 2_257_984 - MOBILENET_V2_BN_STATS
     assert supcon.supcon_encoder(encoder) is encoder
     with pytest.raises(ValueError, match="use 'cnn'"):
         models.supcon_encoder("resnet", (32, 32, 3))

@@ -348,6 +348,9 @@ def test_benchmark_returns_its_table():
     table = benchmarks.pipeline_throughput(n=12, image_size=16, batch_size=4, repeats=1)
     assert table["method"].tolist() == ["make_dataset", "PIL loop (studies)",
                                         "bare tf.data decode"]
-    assert (table["images_per_s"] > 0).all()
+    assert (table["images_per_s"] > 0).all() and np.isfinite(table["images_per_s"]).all()
     assert table.loc[1, "relative_to_pil"] == 1.0
+    # every speed is read against the PIL loop's, row 1
+    np.testing.assert_allclose(table["relative_to_pil"],
+                               table["images_per_s"] / table.loc[1, "images_per_s"], rtol=1e-12)
     assert {"cpu", "cores", "tensorflow"} <= set(benchmarks.machine())

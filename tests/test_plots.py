@@ -142,6 +142,24 @@ def test_embedding(tmp_path, method):
         fig = plots.embedding(features, labels, method=method, class_names=["male", "female"])
     legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert legend == ["male", "female"]
+    # one scatter per class, 15 points each, in label order
+    points = [collection.get_offsets() for collection in fig.axes[0].collections]
+    assert [len(p) for p in points] == [15, 15]
+    drawn = np.vstack(points)
+    if method == "pca":
+        # numpy reference: project the centred features on the top 2 right singular vectors
+        # (each axis up to its sign); the axis labels give each one's share of the variance
+        centred = features - features.mean(axis=0)
+        _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+        np.testing.assert_allclose(np.abs(drawn), np.abs(centred @ vt[:2].T), atol=1e-8)
+        share = singular ** 2 / (singular ** 2).sum()
+        assert fig.axes[0].get_xlabel() == f"PC 1 ({share[0]:.0%} of variance)"
+        assert fig.axes[0].get_ylabel() == f"PC 2 ({share[1]:.0%} of variance)"
+    # the clusters (means 0 and 4 in 5-D) stay apart: every point's nearest drawn neighbour
+    # has its own label
+    distance = np.linalg.norm(drawn[:, None] - drawn[None], axis=-1)
+    np.fill_diagonal(distance, np.inf)
+    assert (labels[distance.argmin(axis=1)] == labels).all()
     _check_labelled_and_saves(fig, tmp_path, f"embedding_{method}")
     with pytest.raises(ValueError, match="pca"):
         plots.embedding(features, labels, method="umap")
@@ -195,6 +213,14 @@ def test_distribution_and_crosstab(tmp_path):
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert sum(int(t) for t in texts) == len(df)  # every row counted, missing ones included
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["female", "male", "<NA>"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == [
+        "Asian", "Black", "Indian", "White", "<NA>"]
+    # counted by hand, row by row: female, male, missing gender
+    assert [int(t) for t in texts] == [0, 2, 0,   # Asian: rows 3, 10 male
+                                       2, 0, 0,   # Black: rows 1, 7 female
+                                       1, 0, 0,   # Indian: row 5 female
+                                       2, 3, 1,   # White: 2, 11 female; 0, 4, 6 male; 8
+                                       0, 1, 0]   # no race: row 9 male
     _check_labelled_and_saves(fig, tmp_path, "crosstab")
     with pytest.raises(ValueError, match="no column"):
         plots.distribution(df, "skin")
