@@ -65,6 +65,14 @@ def test_lab03_runs_and_records_what_it_teaches(lab_results):
         assert low <= results["test_accuracy"][task] <= high
         # 150 test faces: 1 face is 1/150, so every accuracy is a multiple of it
         assert _faces(results["test_accuracy"][task])
+    # the paired gaps are the differences of the recorded accuracies, on the same faces
+    gaps = {r["multi-task minus single-task"]: r for r in results["stl_mtl_gaps"]}
+    assert set(gaps) == set(TASKS)
+    for task, gap in gaps.items():
+        assert gap["difference"] == pytest.approx(stl_mtl["multi-task (1 model)"][task]
+                                                  - stl_mtl["single-task (3 models)"][task])
+        assert gap["ci_low"] <= gap["difference"] <= gap["ci_high"]
+        assert gap["real"] == (gap["ci_low"] > 0 or gap["ci_high"] < 0)
     # the fused model reports the gender classifier's own predictions
     assert fusion["gender fusion"]["gender"] == pytest.approx(
         stl_mtl["single-task (3 models)"]["gender"])
