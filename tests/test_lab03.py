@@ -27,14 +27,14 @@ def test_lab03_runs_and_records_what_it_teaches(lab_results):
     assert counts["Xception"] == pytest.approx(22.9 - 2049 * 1000 / 1e6, abs=0.06)
     assert counts["VGG19"] == pytest.approx(20.024, abs=0.01)
 
-    table = {r["backbone"]: r for r in results["backbone_comparison"]}
+    table = {r["backbone"]: r for r in results["val_backbone_comparison"]}
     assert set(table) == {"MobileNetV2"}  # the quick profile trains heads on one backbone
     for r in table.values():
         assert r["head params"] == HEADS
         assert r["head s/epoch"] > 0 and r["feature extraction (s)"] > 0
         assert all(_faces(r[f"{task} acc"]) for task in TASKS)
-    assert set(results["majority_accuracy"]) == set(TASKS)
-    assert all(0.0 < v < 1.0 for v in results["majority_accuracy"].values())
+    assert set(results["val_majority_accuracy"]) == set(TASKS)
+    assert all(0.0 < v < 1.0 for v in results["val_majority_accuracy"].values())
     # standardized random features still carry the gender cue: above chance for some backbone
     assert max(r["gender acc"] for r in table.values()) > 0.55
 
@@ -44,20 +44,20 @@ def test_lab03_runs_and_records_what_it_teaches(lab_results):
     assert results["fine_tune_changed_tensors"] > 0
     assert results["fine_tune_optimizer_params"] > HEADS
     assert results["fine_tune_learning_rate"] == pytest.approx(1e-4)
-    phases = {r["run"]: r for r in results["phase_accuracy"]}
+    phases = {r["run"]: r for r in results["val_phase_accuracy"]}
     assert set(phases) == {"1 frozen backbone", "2 no re-compile", "3 fine-tuned top"}
 
     assert results["reloaded_max_difference"] == 0.0
     assert results["fresh_relative_difference"] > 0.1  # a fresh random backbone is another one
 
-    stl_mtl = {r["run"]: r for r in results["stl_mtl_accuracy"]}
-    fusion = {r["run"]: r for r in results["fusion_accuracy"]}
+    stl_mtl = {r["run"]: r for r in results["val_stl_mtl_accuracy"]}
+    fusion = {r["run"]: r for r in results["val_fusion_accuracy"]}
     assert set(stl_mtl) == {"single-task (3 models)", "multi-task (1 model)"}
     assert set(fusion) == {"multi-task heads (1 model)", "gender fusion"}
     for scores in (*stl_mtl.values(), *fusion.values(), *phases.values()):
         assert all(_faces(scores[task]) for task in TASKS)  # scored on the 150 validation faces
     # fine-tuning is chosen or not on validation; the test split is read once, with intervals
-    val_loss = results["final_val_loss"]
+    val_loss = results["val_loss_per_phase"]
     assert set(val_loss) == {"2 no re-compile", "3 fine-tuned top"}
     assert results["final_phase"] == min(val_loss, key=val_loss.get)
     for task in TASKS:
@@ -66,7 +66,7 @@ def test_lab03_runs_and_records_what_it_teaches(lab_results):
         # 150 test faces: 1 face is 1/150, so every accuracy is a multiple of it
         assert _faces(results["test_accuracy"][task])
     # the paired gaps are the differences of the recorded accuracies, on the same faces
-    gaps = {r["multi-task minus single-task"]: r for r in results["stl_mtl_gaps"]}
+    gaps = {r["multi-task minus single-task"]: r for r in results["val_stl_mtl_gaps"]}
     assert set(gaps) == set(TASKS)
     for task, gap in gaps.items():
         assert gap["difference"] == pytest.approx(stl_mtl["multi-task (1 model)"][task]
