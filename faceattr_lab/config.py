@@ -158,6 +158,18 @@ def quiet_retracing_warnings() -> None:
         logger.addFilter(_RetracingFilter())
 
 
+RANDOM_WEIGHTS = "random"
+
+
+def _weights(value):
+    """``WEIGHTS`` as ``keras.applications`` takes it: ``"random"`` (or None) -> None."""
+    if value is None or value == RANDOM_WEIGHTS:
+        return None
+    if not isinstance(value, (str, Path)):
+        raise ValueError(f"WEIGHTS={value!r}; pass 'imagenet', 'random' or a .weights.h5 path.")
+    return str(value)
+
+
 def settings(lab: str, profile: str = "quick", *, seed: int = 42,
              data_root: str | Path | None = None, output: str | Path | None = None,
              lab_defaults: dict | None = None, **explicit) -> Settings:
@@ -167,7 +179,9 @@ def settings(lab: str, profile: str = "quick", *, seed: int = 42,
     size); explicit keyword values that are not ``None`` win. Keys that are not standard
     settings land in ``Settings.extra`` (read them as ``settings["key"]``). Starts a fresh
     ``results.json`` in the output folder, where ``fl.results.record`` then writes, and calls
-    :func:`quiet_retracing_warnings`.
+    :func:`quiet_retracing_warnings`. ``weights="random"`` asks for randomly initialised
+    backbones in any profile (``Settings.weights`` is then None): how a full-profile run works
+    offline, where ImageNet's weights cannot be downloaded.
     """
     if profile not in PROFILES:
         raise ValueError(f"PROFILE must be one of {PROFILES}, got {profile!r}.")
@@ -189,13 +203,13 @@ def settings(lab: str, profile: str = "quick", *, seed: int = 42,
     return Settings(
         lab=lab, profile=profile, dataset=values["dataset"], image_size=values["image_size"],
         epochs=values["epochs"], batch_size=values["batch_size"], seed=int(seed),
-        n_images=int(values["n_images"]), weights=values["weights"] or None,
+        n_images=int(values["n_images"]), weights=_weights(values["weights"]),
         data_root=Path(data_root).expanduser() if data_root else None, output_dir=out,
         extra={k: v for k, v in values.items() if k not in standard},
     )
 
 
-__all__ = ["DATA_ENV", "OUTPUT_ENV", "QUIET_ENV", "DATASETS", "PROFILES", "PROFILE_DEFAULTS",
+__all__ = ["DATA_ENV", "OUTPUT_ENV", "QUIET_ENV", "RANDOM_WEIGHTS", "DATASETS", "PROFILES", "PROFILE_DEFAULTS",
            "Settings",
            "data_dir", "output_dir", "repo_root", "in_colab", "gpu_available", "environment",
            "use_drive", "quiet_retracing_warnings", "settings"]

@@ -46,6 +46,9 @@ def test_settings_profiles_and_overrides(tmp_path):
     mine = config.settings("99_test", "full", image_size=100, epochs=None, custom=3)
     assert mine.image_size == 100 and mine.epochs == 30 and mine["custom"] == 3
     assert mine.output_dir == tmp_path / "out" / "99_test"
+    # a full-profile run offline asks for random weights; a file path passes through
+    assert config.settings("99_test", "full", weights="random").weights is None
+    assert config.settings("99_test", "full", weights="my.weights.h5").weights == "my.weights.h5"
 
 
 def test_settings_quiets_only_the_retracing_warning(tmp_path):
@@ -67,7 +70,7 @@ def test_settings_quiets_only_the_retracing_warning(tmp_path):
 
 @pytest.mark.parametrize("kwargs, word", [
     ({"profile": "fast"}, "PROFILE"), ({"dataset": "celeba"}, "DATASET"),
-    ({"epochs": 0}, "EPOCHS"), ({"image_size": 64.5}, "IMAGE_SIZE"),
+    ({"epochs": 0}, "EPOCHS"), ({"image_size": 64.5}, "IMAGE_SIZE"), ({"weights": 3}, "WEIGHTS"),
 ])
 def test_settings_reject_bad_values(kwargs, word):
     with pytest.raises(ValueError, match=word):

@@ -1,0 +1,65 @@
+"""Every lab's full profile (`PROFILE="full"`), the path students take on Colab, runs end to end.
+
+The real datasets cannot be fetched here, so a session fixture writes small synthetic copies in
+the datasets' real on-disk layouts (``fl.datasets.make_synthetic``) into a data folder, and each
+lab runs headlessly with ``PROFILE="full"`` against it, through the same loaders, label schemes
+and code paths a real run takes. The overrides only shrink the run (image size, epochs, a
+sample of faces, random instead of ImageNet weights, which cannot be downloaded offline);
+they are parameters every lab documents.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from faceattr_lab import config, runner
+from faceattr_lab.datasets.synthetic import make_synthetic
+
+pytestmark = [pytest.mark.full, pytest.mark.slow]
+
+FIXTURE_SIZES = {"utkface": 300, "fairface": 120, "afad": 120, "adience": 160}
+SMALL = {"PROFILE": "full", "IMAGE_SIZE": 32, "EPOCHS": 1, "BATCH_SIZE": 32}
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory):
+    """A data folder holding utkface/, fairface/, afad/ and adience/ in their real layouts."""
+    root = tmp_path_factory.mktemp("data")
+    for layout, n in FIXTURE_SIZES.items():
+        make_synthetic(root / layout, layout, n=n, seed=7, image_size=64, workers=1)
+    return root
+
+
+def _run(lab, data_root, tmp_path, **parameters):
+    row = runner.run_lab(lab, parameters=parameters, output=tmp_path,
+                         env={config.DATA_ENV: str(data_root)})
+    assert row["status"] == "ok", f"{row['lab']} (full profile) failed: {row['error']}"
+    return row["results"]
+
+
+def test_lab00_full_profile(data_root, tmp_path):
+    results = _run("00", data_root, tmp_path, **SMALL)
+    loaded = results["n_images"]
+    # the UTKFace fixture's files, less the defects the generator wrote into it
+    assert 0 < loaded <= FIXTURE_SIZES["utkface"]
+    assert loaded + results["n_excluded"] == FIXTURE_SIZES["utkface"]
+
+
+def test_lab01_full_profile(data_root, tmp_path):
+    results = _run("01", data_root, tmp_path, PROFILE="full")
+    assert results["n_images"] + results["n_excluded"] == FIXTURE_SIZES["utkface"]
+
+
+def test_lab02_full_profile(data_root, tmp_path):
+    results = _run("02", data_root, tmp_path, N_SEEDS=3, **SMALL)
+    # all fourteen configurations of study C's tables, chosen on validation
+    assert len(results["configs"]) == 14
+    assert results["chosen_config"] in results["configs"]
+    assert len(results["val_paired_difference"]["seeds"]) == 3
+
+
+def test_lab03_full_profile(data_root, tmp_path):
+    results = _run("03", data_root, tmp_path, WEIGHTS="random", TRAIN_BACKBONES="MobileNetV2",
+                   COUNT_BACKBONES="MobileNetV2", FINE_TUNE_EPOCHS=1, **SMALL)
+    assert {r["backbone"] for r in results["val_backbone_comparison"]} == {"MobileNetV2"}
+    assert results["final_phase"] in results["val_loss_per_phase"]
