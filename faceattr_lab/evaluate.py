@@ -747,7 +747,7 @@ def _run_batches(model, dataset):
     """
     run = getattr(model, "predict_on_batch", None) or model
     full = None
-    for batch in dataset:
+    for batch in _batches(dataset):
         if not isinstance(batch, (tuple, list)) or len(batch) < 2:
             raise ValueError("the dataset must yield (images, labels) batches; build it with "
                              "fl.pipeline.make_dataset(df, schemes, ...).")
@@ -759,6 +759,26 @@ def _run_batches(model, dataset):
             yield {name: _to_numpy(value)[:n] for name, value in out.items()}, labels
         else:
             yield _to_numpy(out)[:n], labels
+
+
+def _batches(dataset):
+    """Iterate a pipeline; a file that cannot be decoded stops it with the file's name."""
+    import tensorflow as tf
+
+    from faceattr_lab import pipeline
+
+    iterator = iter(dataset)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except tf.errors.InvalidArgumentError as error:
+            explained = pipeline.explain_decode_error(error, dataset)
+            if explained is None:
+                raise
+            raise explained from error
+        yield batch
 
 
 def _batch_size(images) -> int:

@@ -6,6 +6,12 @@ and its ``classes``. ``scheme.encode(df)`` turns a dataset table (see ARCHITECTU
 numpy array once, and raises on any row it cannot encode; ``select(df, schemes)`` keeps the
 rows every scheme covers and reports the others with a reason, so nothing is dropped silently.
 
+Multi-task training on the union of the rows (issue #9): ``select(df, schemes, require="any")``
+keeps every row at least one scheme covers, and ``scheme.encode(df, missing="mask")`` encodes a
+row the scheme cannot cover as the mask value (:data:`MASK_INDEX` = -1 for classification and
+ordinal schemes, NaN for regression) so that ``fl.losses.MaskedLoss`` leaves it out of that
+head's loss. Values a scheme has never heard of still raise.
+
 Age bins are LEFT-CLOSED: age 20 belongs to ``"20-29"`` and age 70 to ``"more than 70"``.
 ``pandas.cut`` is right-closed by default; a published study put every boundary age one bin
 too low by forgetting ``right=False``. Here bins are ``pandas.Interval`` objects built with
@@ -24,6 +30,11 @@ import numpy as np
 import pandas as pd
 
 KINDS = ("classification", "regression", "ordinal")
+MISSING = ("raise", "mask")
+REQUIRE = ("all", "any")
+# The label of a row a scheme cannot encode, with ``encode(df, missing="mask")``: -1 for class
+# indices and ranks, NaN for regression targets. ``fl.losses.MaskedLoss`` skips such rows.
+MASK_INDEX = -1
 
 FAIRFACE_RACES = ("White", "Black", "Latino_Hispanic", "East Asian", "Southeast Asian",
                   "Indian", "Middle Eastern")
@@ -180,16 +191,30 @@ class Scheme:
         _, reasons, _ = self._resolve(df)
         return _excluded_table(df, ~keep, reasons)
 
-    def encode(self, df: pd.DataFrame) -> np.ndarray:
+    def encode(self, df: pd.DataFrame, missing: str = "raise") -> np.ndarray:
         """Encode every row: int64 class indices / int64 ranks / float32 targets. Lab 01.
 
-        Raises ``ValueError`` naming the values it cannot encode and how many rows hold them;
-        drop such rows first with ``fl.labels.select(df, [scheme])`` (which reports them).
+        ``missing="raise"`` (default) raises ``ValueError`` naming the values it cannot encode
+        and how many rows hold them; drop such rows first with ``fl.labels.select(df,
+        [scheme])`` (which reports them). ``missing="mask"`` encodes each such row (a missing
+        label, an excluded value, an age outside the scheme's bins or range: the rows
+        :meth:`exclusions` lists) as the mask value instead: :data:`MASK_INDEX` (-1) for
+        classification and ordinal schemes, NaN for regression; ``fl.losses.MaskedLoss``
+        leaves those rows out of this head's loss (issue #9). Values the scheme has never
+        heard of raise in both modes.
         """
+        if missing not in MISSING:
+            raise ValueError(f"missing={missing!r}; pass 'raise' (every row must have a label) "
+                             "or 'mask' (rows without one get the mask value -1 / NaN).")
         encoded, reasons, unknown = self._resolve(df)
         if unknown:
             raise ValueError(self._unknown_message(unknown))
         bad = reasons.dropna()
+        if missing == "mask":
+            encoded = encoded.copy()
+            encoded[reasons.notna().to_numpy()] = (np.nan if self.kind == "regression"
+                                                   else MASK_INDEX)
+            return encoded
         if len(bad):
             counts = bad.value_counts()
             listed = "; ".join(f"{reason} ({count} rows)" for reason, count in
@@ -198,7 +223,9 @@ class Scheme:
             raise ValueError(f"Scheme {self.name!r} cannot encode {len(bad)} of {len(df)} "
                              f"rows: {listed}{more}. Keep the rows it covers with "
                              f"fl.labels.select(df, [{self.name!r}]), which also reports "
-                             "the excluded rows with their reasons.")
+                             "the excluded rows with their reasons, or pass "
+                             "missing='mask' to encode them as the mask value for a "
+                             "multi-task model (fl.losses.MaskedLoss).")
         return encoded
 
     def decode(self, indices) -> np.ndarray:
@@ -275,23 +302,38 @@ def age_group(ages, scheme: Scheme | str) -> pd.Series:
     return pd.Series(np.where(codes >= 0, names, pd.NA), index=series.index, dtype="string")
 
 
-def select(df: pd.DataFrame, schemes) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Keep the rows every scheme can encode; report the others with a reason. Lab 01.
+def select(df: pd.DataFrame, schemes, require: str = "all"
+           ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keep the rows the schemes can encode; report the others with a reason. Lab 01.
 
-    Returns ``(kept, excluded)``: ``kept`` is ``df`` restricted to those rows (attrs kept),
-    ``excluded`` a DataFrame with columns ``file``, ``reason`` (one row per excluded image
-    and reason; ``excluded.reason.value_counts()`` summarises it). Unknown values raise.
+    Returns ``(kept, excluded)``. ``require="all"`` (default) keeps the rows EVERY scheme
+    covers; ``require="any"`` keeps the rows AT LEAST ONE scheme covers (a multi-task model
+    learns each head from its labelled rows: encode the others with
+    ``scheme.encode(df, missing="mask")`` or ``fl.pipeline.make_dataset(..., missing="mask")``).
+    ``kept`` is ``df`` restricted to those rows (attrs kept). ``excluded`` has one row per
+    scheme and image the scheme cannot encode, indexed like ``df``, with columns ``file``,
+    ``reason``, ``scheme`` (the scheme's name) and ``kept`` (True where the image stays in
+    ``kept`` because another scheme labels it, so only this head masks it; always False with
+    ``require="all"``). ``excluded[~excluded.kept]`` lists the dropped images and
+    ``excluded.reason.value_counts()`` summarises. Unknown values raise.
     """
+    if require not in REQUIRE:
+        raise ValueError(f"require={require!r}; pass 'all' (rows every scheme labels) or "
+                         "'any' (rows at least one scheme labels, for masked multi-task "
+                         "training).")
     schemes = resolve(schemes)
-    keep = np.ones(len(df), dtype=bool)
+    covered = [scheme.mask(df) for scheme in schemes]
+    keep = (np.logical_and.reduce(covered) if require == "all"
+            else np.logical_or.reduce(covered))
     tables = []
-    for scheme in schemes:
-        covered = scheme.mask(df)
+    for scheme, rows in zip(schemes, covered):
         _, reasons, _ = scheme._resolve(df)
-        tables.append(_excluded_table(df, ~covered, reasons))
-        keep &= covered
-    excluded = (pd.concat(tables) if tables else
-                pd.DataFrame({"file": pd.Series(dtype=str), "reason": pd.Series(dtype=str)}))
+        table = _excluded_table(df, ~rows, reasons)
+        table["scheme"] = pd.Series(getattr(scheme, "name", scheme.output), index=table.index,
+                                    dtype=object)
+        table["kept"] = keep[~rows]
+        tables.append(table)
+    excluded = pd.concat(tables)
     kept = df[keep].copy()
     kept.attrs = dict(df.attrs)
     return kept, excluded
@@ -444,5 +486,6 @@ def get(name: str) -> Scheme:
                      "one with fl.labels.coral(lo, hi) / fl.labels.years(max_age).")
 
 
-__all__ = ["Scheme", "SCHEMES", "KINDS", "get", "resolve", "select", "age_group", "coral",
-           "years", "FAIRFACE_RACES", "UTK_RACES", "FAIRFACE_AGE_GROUPS", "ADIENCE_AGE_GROUPS"]
+__all__ = ["Scheme", "SCHEMES", "KINDS", "MASK_INDEX", "MISSING", "REQUIRE", "get", "resolve",
+           "select", "age_group", "coral", "years", "FAIRFACE_RACES", "UTK_RACES",
+           "FAIRFACE_AGE_GROUPS", "ADIENCE_AGE_GROUPS"]

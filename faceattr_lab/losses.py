@@ -8,6 +8,9 @@ guarded and log-softmaxes subtract the row maximum first.
   with the keras.io example's "npairs" variant that the SupCon face-attribute study used. Lab 05.
 - :func:`coral_loss` / :class:`CoralLoss` / :func:`coral_levels` / :func:`coral_probabilities`
   / :func:`coral_predict`: Cao, Mirjalili & Raschka (2020). Lab 06.
+- :func:`masked` / :class:`MaskedLoss` / :func:`labelled_rows`: a head's loss over the rows that
+  have its label (-1 or NaN marks a missing one), so a multi-task model learns from the union
+  of its tasks' rows (issue #9). Lab 02.
 """
 
 from __future__ import annotations
@@ -223,6 +226,127 @@ class CoralLoss(keras.losses.Loss):
         return {**super().get_config(), "importance": self.importance}
 
 
+# --------------------------------------------------------------------------------------------
+# Masked losses: each head learns from the rows that have its label
+# --------------------------------------------------------------------------------------------
+MASK_KINDS = ("classification", "regression", "ordinal")
+
+
+def labelled_rows(y_true, kind: str = "classification"):
+    """Which rows have a label, and the labels with the missing ones replaced by 0. Lab 02.
+
+    Returns ``(labelled, filled)``: ``labelled`` bool ``(B,)``, ``filled`` float32 with
+    ``y_true``'s shape. A label is missing where it is NaN, and, for ``kind`` classification
+    or ordinal, where it is negative (``fl.labels.MASK_INDEX``, -1); regression targets are
+    missing only where NaN. A row of several values (e.g. one-hot) is missing if any value is.
+    The 0 put in a missing label's place keeps the base loss and its gradient finite.
+    """
+    if kind not in MASK_KINDS:
+        raise ValueError(f"kind must be one of {MASK_KINDS} (the scheme's kind), got {kind!r}.")
+    values = ops.cast(ops.convert_to_tensor(y_true), "float32")
+    missing = ops.isnan(values)
+    if kind != "regression":
+        missing = ops.logical_or(missing, ops.less(values, 0.0))
+    filled = ops.where(missing, ops.zeros_like(values), values)
+    if len(values.shape) > 1:
+        missing = ops.any(missing, axis=tuple(range(1, len(values.shape))))
+    return ops.logical_not(missing), filled
+
+
+def _distribution_scale(value):
+    """Keras' own division by the replicas in sync (tf.distribute), as its losses do."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            value = value * (1.0 / replicas)
+    return value
+
+
+@keras.saving.register_keras_serializable(package="faceattr_lab")
+class MaskedLoss(keras.losses.Loss):
+    """A head's loss over the rows that have its label (issue #9). Lab 02.
+
+    ``MaskedLoss(loss, kind)`` wraps a Keras loss (an instance such as
+    ``keras.losses.SparseCategoricalCrossentropy()``, ``BinaryCrossentropy()``,
+    ``MeanSquaredError()``, :class:`CoralLoss`: a loss class instance, not a name such as
+    ``"mse"``). Per batch:
+
+    - the base loss per sample (its ``call``, i.e. reduction ``"none"``), computed with each
+      missing label replaced by 0 (see :func:`labelled_rows`: -1 / NaN for classification and
+      ordinal, NaN for regression), so the value and its gradient stay finite;
+    - ``loss = sum_i m_i * w_i * l_i / max(sum_i m_i, 1)``, with ``m_i`` 1 for a labelled row and
+      0 for a missing one, and ``w_i`` the sample weight (1 without; ``fl.train.fit(
+      class_weight=...)`` and ``make_dataset(sample_weights=True)`` feed them per output). That
+      is the mean over the LABELLED rows of ``weight * loss``: Keras' own rule (the sum of
+      ``weight * loss`` divided by the batch size) with the batch restricted to the rows that
+      have this head's label, not divided by the full batch. With nothing missing it equals the
+      base loss exactly, weights included; a batch with no labelled row gives 0 (never NaN)
+      and zero gradients for this head.
+
+    ``compile_for`` wraps every head's loss in one. Saved ``.keras`` models load it back
+    (registered as ``faceattr_lab>MaskedLoss``). Under ``tf.distribute`` each replica averages
+    its own labelled rows, and the result is divided by the replicas as Keras' losses are.
+    """
+
+    def __init__(self, loss, kind: str = "classification", name=None, dtype=None,
+                 reduction="sum_over_batch_size"):
+        if isinstance(loss, dict):  # a serialized base loss (from get_config / a .keras file)
+            loss = keras.losses.deserialize(loss)
+        if not isinstance(loss, keras.losses.Loss):
+            raise ValueError(f"MaskedLoss needs a keras.losses.Loss instance, got {loss!r}; "
+                             "e.g. MaskedLoss(keras.losses.MeanSquaredError(), 'regression') "
+                             "rather than 'mse'.")
+        if isinstance(loss, MaskedLoss):
+            raise ValueError("the loss is masked already; pass its base loss (.loss).")
+        if kind not in MASK_KINDS:
+            raise ValueError(f"kind must be one of {MASK_KINDS} (the scheme's kind), got "
+                             f"{kind!r}.")
+        if reduction != "sum_over_batch_size":
+            raise ValueError(f"MaskedLoss averages over labelled rows; reduction={reduction!r} "
+                             "is not supported (leave the default).")
+        super().__init__(name=name or f"masked_{loss.name}", reduction=reduction, dtype=dtype)
+        self.loss = loss
+        self.kind = kind
+
+    def per_sample(self, y_true, y_pred):
+        """``(labelled, losses)``: bool ``(B,)`` and the base loss per sample ``(B,)``, 0 where
+        the label is missing. Lab 02."""
+        y_pred = ops.convert_to_tensor(y_pred, dtype=self.dtype)
+        labelled, filled = labelled_rows(y_true, self.kind)
+        values = ops.cast(self.loss.call(ops.cast(filled, self.dtype), y_pred), self.dtype)
+        if len(values.shape) > 1:  # (B, 1) or per-element losses: one value per sample
+            values = ops.mean(values, axis=tuple(range(1, len(values.shape))))
+        return labelled, ops.where(labelled, values, ops.zeros_like(values))
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        with keras.name_scope(self.name):
+            labelled, values = self.per_sample(y_true, y_pred)
+            weights = ops.cast(labelled, self.dtype)
+            if sample_weight is not None:
+                sample_weight = ops.cast(ops.convert_to_tensor(sample_weight), self.dtype)
+                weights = weights * ops.reshape(sample_weight, (-1,))
+            count = ops.maximum(ops.sum(ops.cast(labelled, self.dtype)), 1.0)
+            return _distribution_scale(ops.sum(values * weights) / count)
+
+    def call(self, y_true, y_pred):
+        return self.per_sample(y_true, y_pred)[1]
+
+    def get_config(self):
+        return {"name": self.name, "kind": self.kind, "dtype": self.dtype,
+                "loss": keras.losses.serialize(self.loss)}
+
+
+def masked(loss, kind: str = "classification") -> MaskedLoss:
+    """``loss`` averaged over the rows that have a label: a :class:`MaskedLoss`. Lab 02.
+
+    ``kind`` is the scheme's kind: classification and ordinal labels are missing where -1
+    (or any negative value) or NaN, regression targets where NaN.
+    """
+    return MaskedLoss(loss, kind)
+
+
 def coral_probabilities(logits, classwise: bool = False):
     """CORAL probabilities from logits ``(B, K-1)``. Lab 06.
 
@@ -248,4 +372,4 @@ def coral_predict(logits):
 
 __all__ = ["SUPCON_VARIANTS", "supcon_loss", "supcon_per_sample", "SupConLoss", "supcon_losses",
            "coral_levels", "coral_loss", "coral_per_sample", "CoralLoss", "coral_probabilities",
-           "coral_predict"]
+           "coral_predict", "MASK_KINDS", "labelled_rows", "MaskedLoss", "masked"]

@@ -15,6 +15,7 @@ crops: ``make_dataset(..., image_size=256, crop=227)`` and :func:`ten_crops`.
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -228,6 +229,65 @@ def decode_and_resize(path, size: tuple[int, int]):
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
+# The image files behind each dataset make_dataset built (by id, dropped with the dataset), so
+# a decoding error deep inside tf.data can be traced back to the file that caused it.
+_FILES: dict[int, list[str]] = {}
+_DECODE_ERROR = re.compile(r"jpeg|png|gif|bmp|decode|uncompress|image file format|"
+                           r"image data|corrupt", re.IGNORECASE)
+
+
+def _remember_files(ds, paths: list[str]) -> None:
+    import weakref
+
+    _FILES[id(ds)] = paths
+    weakref.finalize(ds, _FILES.pop, id(ds), None)
+
+
+def unreadable_files(paths, workers: int = 8) -> list[str]:
+    """The files among ``paths`` that TensorFlow cannot decode (the pipeline's own decoder). Lab 01.
+
+    Decodes each file eagerly with :func:`decode_and_resize`, so it finds exactly the files a
+    ``tf.data`` pipeline would stop on (a truncated or corrupt JPEG, a non-image).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def fails(path: str) -> bool:
+        try:
+            decode_and_resize(tf.constant(path), (8, 8))
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError,
+                tf.errors.DataLossError):
+            return True
+        return False
+
+    paths = [str(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        flags = list(pool.map(fails, paths))
+    return [path for path, bad in zip(paths, flags) if bad]
+
+
+def explain_decode_error(error: Exception, *datasets) -> ValueError | None:
+    """A ``ValueError`` naming the files behind a TensorFlow decoding error, or None. Lab 01.
+
+    ``datasets`` are the pipelines the error came from (built by :func:`make_dataset`, which
+    remembers their files). Returns None when ``error`` is not about decoding an image or the
+    files are unknown; callers then re-raise the original error. ``fl.train.fit`` and
+    ``fl.evaluate.predict`` call it, so a corrupt JPEG met in training stops with its name.
+    """
+    if not _DECODE_ERROR.search(str(error)):
+        return None
+    files = [path for ds in datasets if ds is not None for path in _FILES.get(id(ds), [])]
+    if not files:
+        return None
+    bad = unreadable_files(list(dict.fromkeys(files)))
+    if not bad:
+        return None
+    listed = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    return ValueError(
+        f"TensorFlow could not decode {len(bad)} image file(s): {listed}. Exclude them with a "
+        "reason before training: run `faceattr-lab data verify NAME`, or load the table with "
+        "verify=True (fl.datasets.verify_images(df)), then rebuild the pipeline.")
+
+
 def load_images(paths, image_size) -> np.ndarray:
     """Load image files into one float32 array ``(N, H, W, 3)`` in [0, 255]. Lab 02.
 
@@ -407,12 +467,20 @@ def _random_crop_and_flip(image, crop: tuple[int, int], seed):
 
 def make_dataset(df: pd.DataFrame, schemes, image_size, batch_size: int = 64,
                  training: bool = False, augment=None, cache=False, shuffle_seed: int = 0,
-                 drop_remainder: bool = False, sample_weights: bool = False, crop=None
-                 ) -> tf.data.Dataset:
+                 drop_remainder: bool = False, sample_weights: bool = False, crop=None,
+                 missing: str = "raise") -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``(images, {scheme.output: labels})`` from a table. Lab 02.
 
     - ``schemes``: a Scheme, a name, or a list (one per head); labels are encoded once with
       ``scheme.encode`` (filter rows first with ``fl.labels.select``).
+    - ``missing``: ``"raise"`` (default) refuses a row a scheme cannot encode (a missing
+      label, an excluded value), naming the rows and the fix. ``"mask"`` keeps it and gives it
+      the mask value for that head (``scheme.encode(df, missing="mask")``: -1 for
+      classification and ordinal, NaN for regression), which ``fl.models.compile_for``'s
+      masked losses and metrics leave out: a multi-task model then learns each head from its
+      labelled rows (use with ``fl.labels.select(df, schemes, require="any")``, which reports
+      which rows lack which label). Never automatic: a table with missing labels raises until
+      you choose. A head with no labelled row at all warns.
     - images: float32 ``(B, H, W, 3)`` in [0, 255], decoded in parallel from ``df.path``.
     - ``training=True`` shuffles (seeded by ``shuffle_seed``, a new order each epoch) and
       applies ``augment``: ``True`` for :func:`augmentation` ``(seed=shuffle_seed)``, or any
@@ -430,9 +498,13 @@ def make_dataset(df: pd.DataFrame, schemes, image_size, batch_size: int = 64,
     - ``cache``: ``False``, ``True`` (memory) or a file path prefix (``ds.cache(path)``):
       decoded, resized uint8 images are kept after the first epoch.
     - ``sample_weights=True`` adds a third element, ``{output: weight}`` with balanced
-      per-sample weights for each classification head (see :func:`sample_weights`).
+      per-sample weights for each classification head (see :func:`sample_weights`; 0 for a
+      masked row).
     """
     schemes = labels_mod.resolve(schemes)
+    if missing not in labels_mod.MISSING:
+        raise ValueError(f"missing={missing!r}; pass 'raise' (every row needs every label) or "
+                         "'mask' (rows without a head's label get the mask value -1 / NaN).")
     size = _size(image_size)
     if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
@@ -444,7 +516,7 @@ def make_dataset(df: pd.DataFrame, schemes, image_size, batch_size: int = 64,
         raise ValueError("make_dataset needs a 'path' column (see ARCHITECTURE.md).")
     if len(df) == 0:
         raise ValueError("make_dataset got an empty table; check the split or select() output.")
-    targets = {s.output: s.encode(df) for s in schemes}
+    targets = _encode(df, schemes, missing)
     elements = (df["path"].astype(str).to_numpy(), targets)
     if sample_weights:
         elements = (*elements, _sample_weights(targets, schemes))
@@ -459,17 +531,21 @@ def make_dataset(df: pd.DataFrame, schemes, image_size, batch_size: int = 64,
         if training:
             ds = ds.shuffle(min(len(df), CACHED_SHUFFLE_BUFFER), seed=shuffle_seed,
                             reshuffle_each_iteration=True)
-    return _crop_batch_augment(ds, batch_size, training, augment, shuffle_seed, crop_size,
-                               drop_remainder)
+    ds = _crop_batch_augment(ds, batch_size, training, augment, shuffle_seed, crop_size,
+                             drop_remainder)
+    _remember_files(ds, df["path"].astype(str).tolist())
+    return ds
 
 
 def from_arrays(images: np.ndarray, targets: dict, batch_size: int, training: bool = False,
                 augment=None, shuffle_seed: int = 0) -> tf.data.Dataset:
     """:func:`make_dataset` for images already in memory (uint8 ``(N, H, W, 3)``). Lab 02.
 
-    ``targets`` is ``{output: labels}`` (``scheme.encode`` of each scheme). Same contract and
-    options as :func:`make_dataset`: ``training=True`` shuffles (seeded, a new order each
-    epoch) and applies ``augment`` with the same reproducible per-image seeds. Used by
+    ``targets`` is ``{output: labels}`` (``scheme.encode`` of each scheme). Labels encoded with
+    ``scheme.encode(df, missing="mask")`` carry their mask values (-1, NaN) through as they
+    are, for ``compile_for``'s masked losses. Same contract and options as
+    :func:`make_dataset`: ``training=True`` shuffles (seeded, a new order each epoch) and
+    applies ``augment`` with the same reproducible per-image seeds. Used by
     ``fl.experiments.run_grid``, which decodes each split once for a whole grid.
     """
     if not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
@@ -483,6 +559,23 @@ def from_arrays(images: np.ndarray, targets: dict, batch_size: int, training: bo
     if training:
         ds = ds.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
     return _crop_batch_augment(ds, batch_size, training, augment, shuffle_seed, None, False)
+
+
+def _encode(df: pd.DataFrame, schemes, missing: str) -> dict[str, np.ndarray]:
+    """``{output: encoded labels}``; with ``missing="mask"``, warn for a head with no label."""
+    targets = {s.output: s.encode(df, missing=missing) for s in schemes}
+    if missing == "mask":
+        empty = [output for output, y in targets.items() if not _labelled(y).any()]
+        if empty:
+            warnings.warn(f"no row of this table has a label for head(s) {empty}; they learn "
+                          "nothing from it (their masked loss is 0).", stacklevel=3)
+    return targets
+
+
+def _labelled(y: np.ndarray) -> np.ndarray:
+    """True where an encoded label is present (not -1 / NaN)."""
+    y = np.asarray(y)
+    return ~np.isnan(y) if y.dtype.kind == "f" else y >= 0
 
 
 def _crop_batch_augment(ds, batch_size, training, augment, shuffle_seed, crop_size,
@@ -537,8 +630,9 @@ def class_weights(labels) -> dict[int, float]:
     """Balanced class weights ``n / (k * count)`` for ``model.fit(class_weight=...)``. Lab 02.
 
     scikit-learn's ``compute_class_weight("balanced")`` over the classes present in
-    ``labels`` (int class indices). Keras accepts ``class_weight`` for single-output models
-    only; for several heads use :func:`sample_weights`.
+    ``labels`` (int class indices); masked labels (-1, see ``scheme.encode(df,
+    missing="mask")``) are left out of the counts. Keras accepts ``class_weight`` for
+    single-output models only; for several heads use :func:`sample_weights`.
     """
     from sklearn.utils.class_weight import compute_class_weight
 
@@ -548,20 +642,26 @@ def class_weights(labels) -> dict[int, float]:
     if not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"class_weights needs int class indices, got dtype {y.dtype}; encode "
                          "them with scheme.encode(df).")
+    y = y[y >= 0]
+    if y.size == 0:
+        raise ValueError("class_weights got only masked labels (-1); nothing to count.")
     classes = np.unique(y)
     weights = compute_class_weight("balanced", classes=classes, y=y)
     return {int(c): float(w) for c, w in zip(classes, weights)}
 
 
-def sample_weights(df: pd.DataFrame, schemes) -> dict[str, np.ndarray]:
+def sample_weights(df: pd.DataFrame, schemes, missing: str = "raise"
+                   ) -> dict[str, np.ndarray]:
     """Per-task balanced sample weights ``{output: (N,) float32}`` for multi-head fits. Lab 04.
 
     Each classification head gets ``n / (k * count[class])`` per row (scikit-learn's
     ``compute_sample_weight("balanced")``); regression and ordinal heads get ones. Pass them to
-    ``make_dataset(..., sample_weights=True)`` or to ``model.fit(sample_weight=...)``.
+    ``make_dataset(..., sample_weights=True)`` or to ``model.fit(sample_weight=...)``. With
+    ``missing="mask"`` a row without a head's label weighs 0 for that head and the balanced
+    counts run over the labelled rows only.
     """
     schemes = labels_mod.resolve(schemes)
-    return _sample_weights({s.output: s.encode(df) for s in schemes}, schemes)
+    return _sample_weights(_encode(df, schemes, missing), schemes)
 
 
 def _sample_weights(targets: dict, schemes) -> dict[str, np.ndarray]:
@@ -569,14 +669,18 @@ def _sample_weights(targets: dict, schemes) -> dict[str, np.ndarray]:
 
     weights = {}
     for scheme in schemes:
-        y = targets[scheme.output]
-        if scheme.kind == "classification":
-            weights[scheme.output] = compute_sample_weight("balanced", y).astype(np.float32)
+        y = np.asarray(targets[scheme.output])
+        labelled = _labelled(y)
+        w = np.zeros(len(y), np.float32)   # a masked row weighs 0
+        if scheme.kind == "classification" and labelled.any():
+            w[labelled] = compute_sample_weight("balanced", y[labelled])
         else:
-            weights[scheme.output] = np.ones(len(y), np.float32)
+            w[labelled] = 1.0
+        weights[scheme.output] = w
     return weights
 
 
 __all__ = ["split", "adience_folds", "make_dataset", "from_arrays", "augmentation", "Augmentation",
-           "ten_crops", "TEN_CROPS", "decode_and_resize", "load_images", "to_numpy",
+           "ten_crops", "TEN_CROPS", "unreadable_files", "explain_decode_error",
+           "decode_and_resize", "load_images", "to_numpy",
            "class_weights", "sample_weights", "SPLITS"]

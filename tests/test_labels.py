@@ -150,3 +150,66 @@ def test_registry_and_argument_errors():
         L.get("gender").decode([0.3])
     with pytest.raises(ValueError, match="needs a 'gender' column"):
         L.get("gender").encode(table(race=["White"]))
+
+
+# --- issue #9: every image with the label a task needs ------------------------------------------
+def _partial_table():
+    """An Adience-like table: some rows lack gender, some lack an age group, two lack both."""
+    return table(gender=pd.array([0, pd.NA, 1, pd.NA, pd.NA, 1], dtype="Int64"),
+                 age_group=pd.array(["(25, 32)", "(0, 2)", pd.NA, pd.NA, pd.NA, pd.NA],
+                                    dtype="string"),
+                 age=pd.array([pd.NA, pd.NA, pd.NA, pd.NA, 3, 40], dtype="Int64"))
+
+
+def test_select_any_keeps_rows_with_some_label_and_reports_each_scheme():
+    df = _partial_table()
+    kept, excluded = L.select(df, ["gender", "age_adience8"], require="any")
+    # by hand: row 3 has nothing, row 4 only an age (3) in an Adience gap
+    assert kept["path"].tolist() == ["/img/0.jpg", "/img/1.jpg", "/img/2.jpg", "/img/5.jpg"]
+    assert list(excluded.columns) == ["file", "reason", "scheme", "kept"]
+    rows = list(zip(excluded["file"], excluded["scheme"], excluded["reason"], excluded["kept"]))
+    assert rows == [
+        ("/img/1.jpg", "gender", "gender: missing gender", True),
+        ("/img/3.jpg", "gender", "gender: missing gender", False),
+        ("/img/4.jpg", "gender", "gender: missing gender", False),
+        ("/img/2.jpg", "age_adience8", "age_adience8: missing age_group and age", True),
+        ("/img/3.jpg", "age_adience8", "age_adience8: missing age_group and age", False),
+        ("/img/4.jpg", "age_adience8", "age_adience8: age 3 is outside its bins", False),
+    ]
+    assert excluded.index.tolist() == [1, 3, 4, 2, 3, 4]  # aligned with df's index
+    assert sorted(set(excluded.loc[~excluded["kept"], "file"])) == ["/img/3.jpg", "/img/4.jpg"]
+    # "all" (the default) keeps rows 0 and 5 only and reports the same rows, all dropped
+    kept_all, excluded_all = L.select(df, ["gender", "age_adience8"])
+    assert kept_all["path"].tolist() == ["/img/0.jpg", "/img/5.jpg"]
+    assert excluded_all["file"].tolist() == excluded["file"].tolist()
+    assert not excluded_all["kept"].any()
+    with pytest.raises(ValueError, match="'all'.*'any'"):
+        L.select(df, ["gender"], require="some")
+
+
+def test_encode_missing_mask_values_by_hand():
+    df = _partial_table()
+    kept, _ = L.select(df, ["gender", "age_adience8"], require="any")
+    assert L.MASK_INDEX == -1
+    gender = L.get("gender").encode(kept, missing="mask")
+    assert gender.dtype == np.int64 and gender.tolist() == [0, -1, 1, 1]
+    # (25, 32) is group 4, (0, 2) group 0, age 40 lies in (38, 43): group 5
+    assert L.get("age_adience8").encode(kept, missing="mask").tolist() == [4, 0, -1, 5]
+    with pytest.raises(ValueError, match="missing='mask'"):
+        L.get("gender").encode(kept)  # the default still refuses
+    # excluded values and ages outside a range are masked too
+    races = table(race=pd.array(["White", "Latino_Hispanic", pd.NA, "East Asian"],
+                                dtype="string"))
+    assert L.get("race_fairface4").encode(races, missing="mask").tolist() == [0, -1, -1, 2]
+    ages = table(age=pd.array([20, 21, pd.NA, 60, 61], dtype="Int64"))
+    assert L.coral(21, 60).encode(ages, missing="mask").tolist() == [-1, 0, -1, 39, -1]
+    scaled = L.years(116).encode(table(age=pd.array([58, pd.NA, 120], dtype="Int64")),
+                                 missing="mask")
+    assert scaled.dtype == np.float32
+    np.testing.assert_array_equal(scaled, [0.5, np.nan, np.nan])
+    # unknown values still raise; a wrong mode names the two modes
+    with pytest.raises(ValueError, match="Martian"):
+        L.get("race_fairface7").encode(table(race=pd.array(["Martian"], dtype="string")),
+                                       missing="mask")
+    with pytest.raises(ValueError, match="'raise'.*'mask'"):
+        L.get("gender").encode(kept, missing="drop")

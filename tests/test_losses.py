@@ -220,3 +220,112 @@ def test_coral_head_is_rank_consistent_and_training_sorts_biases():
     assert np.all(np.diff(learned) < 0), learned            # sorted, as the theorem says
     predicted = np.asarray(losses.coral_predict(model.predict(x, verbose=0)))
     assert np.mean(np.abs(predicted - ranks)) < 0.6
+
+
+# ------------------------------------------------------------------ masked losses (issue #9)
+def _per_row_reference(kind, labels, outputs):
+    """Per-row base loss in float64, by hand: softmax / sigmoid cross-entropy, squared error,
+    CORAL (the numpy reference above, one row at a time)."""
+    rows = []
+    for y, out in zip(labels, np.asarray(outputs, dtype=np.float64)):
+        if kind == "softmax":
+            rows.append(-math.log(out[int(y)]))
+        elif kind == "sigmoid":
+            rows.append(-(y * math.log(out[0]) + (1 - y) * math.log(1 - out[0])))
+        elif kind == "mse":
+            rows.append((out[0] - y) ** 2)
+        else:
+            rows.append(coral_reference([y], out[None, :]))
+    return np.array(rows)
+
+
+def _masked_reference(kind, labels, outputs, weights=None):
+    """sum over labelled rows of weight * loss / number of labelled rows (0 if none)."""
+    labels = np.asarray(labels, dtype=np.float64)
+    labelled = ~np.isnan(labels) & ((labels >= 0) if kind != "mse" else True)
+    if not labelled.any():
+        return 0.0
+    weights = np.ones(len(labels)) if weights is None else np.asarray(weights, np.float64)
+    per_row = _per_row_reference(kind, labels[labelled], np.asarray(outputs)[labelled])
+    return float((weights[labelled] * per_row).sum() / labelled.sum())
+
+
+MASKED_CASES = {  # kind -> (base loss, scheme kind, labels with missing ones, model outputs)
+    "softmax": (keras.losses.SparseCategoricalCrossentropy, "classification",
+                np.array([0, -1, 2, 1, -1, 2]),
+                np.array([[.6, .3, .1], [.2, .2, .6], [.1, .1, .8], [.3, .4, .3], [.9, .05, .05],
+                          [.25, .25, .5]], "float32")),
+    "sigmoid": (keras.losses.BinaryCrossentropy, "classification",
+                np.array([1, -1, 0, 0, 1, -1]),
+                np.array([[.8], [.4], [.3], [.6], [.55], [.1]], "float32")),
+    "mse": (keras.losses.MeanSquaredError, "regression",
+            np.array([0.5, np.nan, 0.2, -0.3, np.nan, 0.9], "float32"),  # -0.3 is a target
+            np.array([[.1], [.7], [.25], [0.], [.4], [1.]], "float32")),
+    "coral": (losses.CoralLoss, "ordinal",
+              np.array([0, 3, -1, 2, 1, -1]),
+              np.array([[.5, -.2, -1.], [2., 1., .3], [0., 0., 0.], [1., .2, -.5],
+                        [.3, -.1, -.7], [5., 5., 5.]], "float32")),
+}
+WEIGHTS = np.array([2.0, 7.0, 0.5, 1.0, 3.0, 1.5], "float32")
+
+
+@pytest.mark.parametrize("case", sorted(MASKED_CASES))
+@pytest.mark.parametrize("weighted", [False, True])
+def test_masked_loss_is_the_mean_over_labelled_rows(case, weighted):
+    base, kind, labels, outputs = MASKED_CASES[case]
+    loss = losses.masked(base(), kind)
+    weights = WEIGHTS if weighted else None
+    expected = _masked_reference(case, labels, outputs, weights)
+    assert float(loss(labels, outputs, sample_weight=weights)) == pytest.approx(expected,
+                                                                                rel=1e-5)
+    # (B, 1) labels and weights are the same rows
+    column = None if weights is None else weights[:, None]
+    assert float(loss(labels[:, None], outputs, sample_weight=column)) == pytest.approx(
+        expected, rel=1e-5)
+    # with nothing missing it is the plain Keras loss (weights included)
+    full = np.flatnonzero(_labelled_numpy(kind, labels))
+    plain = base()(labels[full], outputs[full],
+                   sample_weight=None if weights is None else weights[full])
+    assert float(loss(labels[full], outputs[full],
+                      sample_weight=None if weights is None else weights[full])) \
+        == pytest.approx(float(plain), rel=1e-5)
+
+
+def _labelled_numpy(kind, labels):
+    labels = np.asarray(labels, np.float64)
+    return ~np.isnan(labels) & ((labels >= 0) if kind != "regression" else True)
+
+
+@pytest.mark.parametrize("case", sorted(MASKED_CASES))
+def test_masked_loss_without_labels_is_zero_with_finite_gradients(case):
+    base, kind, labels, outputs = MASKED_CASES[case]
+    missing = np.full(len(labels), np.nan if kind == "regression" else -1,
+                      labels.dtype if kind == "regression" else np.int64)
+    loss = losses.MaskedLoss(base(), kind)
+    for y in (missing, labels):  # no label at all, then some labels missing
+        prediction = tf.Variable(outputs)
+        with tf.GradientTape() as tape:
+            value = loss(y, prediction, sample_weight=WEIGHTS)
+        gradient = tape.gradient(value, prediction).numpy()
+        assert np.isfinite(float(value)) and np.isfinite(gradient).all()
+        # a row without a label gets no gradient at all
+        np.testing.assert_array_equal(gradient[~_labelled_numpy(kind, y)], 0.0)
+    assert float(loss(missing, outputs)) == 0.0
+
+
+def test_masked_loss_serialises_and_rejects_bad_arguments():
+    loss = losses.MaskedLoss(losses.CoralLoss(importance=[1.0, 2.0, 0.5]), "ordinal")
+    again = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert isinstance(again, losses.MaskedLoss) and again.kind == "ordinal"
+    assert isinstance(again.loss, losses.CoralLoss) and again.loss.importance == [1.0, 2.0, 0.5]
+    _, _, labels, outputs = MASKED_CASES["coral"]
+    assert float(again(labels, outputs)) == pytest.approx(float(loss(labels, outputs)))
+    mse = keras.losses.deserialize(keras.losses.serialize(
+        losses.masked(keras.losses.MeanSquaredError(), "regression")))
+    assert float(mse(np.array([1.0, np.nan]), np.array([[3.0], [0.0]]))) == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="kind"):
+        losses.masked(keras.losses.MeanSquaredError(), "years")
+    with pytest.raises(ValueError, match="masked already"):
+        losses.masked(loss, "ordinal")
+    with pytest.raises(ValueError, match="keras.losses.Loss instance"):
+        losses.MaskedLoss("mse", "regression")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from faceattr_lab import labels, losses, models
 from faceattr_lab.models import backbones, conditioned, fusion, heads, supcon
@@ -487,3 +490,194 @@ def test_supcon_encoder_from_a_backbone_name_or_a_model():
     assert supcon.supcon_encoder(encoder) is encoder
     with pytest.raises(ValueError, match="use 'cnn'"):
         models.supcon_encoder("resnet", (32, 32, 3))
+
+
+# --- masked multi-task losses (issue #9): each head learns from its labelled rows -----------------
+RANK = dataclasses.replace(labels.coral(21, 24), output="rank")  # 4 ranks, 3 CORAL logits
+MASKED_SCHEMES = [GENDER, RACE, AGE_SCALED, RANK]
+
+
+def _tiny_multitask(schemes, seed=0, binary_sigmoid=True):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8,))
+    trunk = keras.layers.Dense(16, activation="tanh", name="trunk")(inputs)
+    return keras.Model(inputs, models.add_heads(trunk, schemes, binary_sigmoid=binary_sigmoid))
+
+
+def _head_loss_by_hand(scheme, y, out, w):
+    """Mean over labelled rows of w * loss, in float64 numpy, from the head's outputs."""
+    y, out, w = np.asarray(y, np.float64), np.asarray(out, np.float64), np.asarray(w, np.float64)
+    if scheme.kind == "regression":
+        labelled = ~np.isnan(y)
+        per_row = (out[:, 0] - np.nan_to_num(y)) ** 2
+    else:
+        labelled = y >= 0
+        yi = np.where(labelled, y, 0).astype(int)
+        if scheme.kind == "ordinal":  # CORAL: BCE over the tasks "rank > k"
+            levels = (yi[:, None] > np.arange(out.shape[1])[None, :]).astype(float)
+            log_p = -np.log1p(np.exp(-out))
+            per_row = -(levels * log_p + (1 - levels) * (log_p - out)).sum(axis=1)
+        elif out.shape[1] == 1:   # one sigmoid unit
+            p = out[:, 0]
+            per_row = -(yi * np.log(p) + (1 - yi) * np.log(1 - p))
+        else:                     # softmax
+            per_row = -np.log(out[np.arange(len(yi)), yi])
+    return (w * per_row)[labelled].sum() / max(labelled.sum(), 1)
+
+
+def _masked_targets(count=12, seed=3):
+    rng = np.random.default_rng(seed)
+    gender = rng.integers(0, 2, count)
+    gender[::2] = -1                                  # half the rows lack gender
+    race = rng.integers(0, 5, count)
+    race[[1, 4]] = -1
+    age = rng.uniform(0, 1, count).astype("float32")
+    age[1::2] = np.nan                                # the other half lack age
+    rank = rng.integers(0, 4, count)
+    rank[[0, 3, 5]] = -1
+    return {"gender": gender, "race": race, "age": age, "rank": rank}
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_compile_for_masks_every_head_and_matches_the_loss_by_hand(weighted):
+    model = _tiny_multitask(MASKED_SCHEMES)
+    models.compile_for(model, MASKED_SCHEMES, loss_weights={"age": 2.0})
+    for scheme in MASKED_SCHEMES:
+        assert isinstance(model.loss[scheme.output], losses.MaskedLoss)
+        assert model.loss[scheme.output].kind == scheme.kind
+    assert isinstance(model.loss["gender"].loss, keras.losses.BinaryCrossentropy)  # 1 unit
+    assert isinstance(model.loss["rank"].loss, losses.CoralLoss)
+    x = np.random.default_rng(1).normal(size=(12, 8)).astype("float32")
+    y = _masked_targets()
+    rng = np.random.default_rng(2)
+    weights = {o: (rng.uniform(0.5, 3, 12).astype("float32") if weighted
+                   else np.ones(12, "float32")) for o in y}
+    predictions = model(x)
+    total = model.compute_loss(x=x, y=y, y_pred=predictions,
+                               sample_weight=weights if weighted else None)
+    expected = sum({"age": 2.0}.get(s.output, 1.0) * _head_loss_by_hand(
+        s, y[s.output], predictions[s.output].numpy(), weights[s.output])
+        for s in MASKED_SCHEMES)
+    assert float(total) == pytest.approx(expected, rel=1e-5)
+
+
+def test_masked_metrics_score_labelled_rows_only():
+    accuracy = heads.MaskedMetric("accuracy", "classification")
+    probabilities = np.array([[.9, .1], [.2, .8], [.6, .4], [.3, .7]], "float32")
+    accuracy.update_state(np.array([0, -1, 1, 1]), probabilities)   # right, -, wrong, right
+    assert float(accuracy.result()) == pytest.approx(2 / 3)
+    accuracy.update_state(np.array([0, 1, -1, -1]), probabilities,
+                          sample_weight=np.array([3.0, 1.0, 5.0, 5.0]))  # right x3, right x1
+    assert float(accuracy.result()) == pytest.approx((2 + 4) / (3 + 4))
+    mae = heads.MaskedMetric("mae", "regression")
+    mae.update_state(np.array([1.0, np.nan, -2.0]), np.array([[1.5], [9.0], [0.0]]))
+    assert float(mae.result()) == pytest.approx((0.5 + 2.0) / 2)
+    coral_mae = heads.MaskedMetric("coral_mae", "ordinal")   # predicted ranks: 2, 0, 3
+    coral_mae.update_state(np.array([0, -1, 1]), np.array([[1., .5, -1], [-1, -1, -1],
+                                                           [2., 2., 2.]]))
+    assert float(coral_mae.result()) == pytest.approx((2 + 2) / 2)
+    binary = heads.MaskedMetric("binary_accuracy", "classification")
+    binary.update_state(np.array([1, -1, 0]), np.array([[.8], [.9], [.7]]))
+    assert float(binary.result()) == pytest.approx(0.5)
+    assert keras.metrics.deserialize(keras.metrics.serialize(coral_mae)).kind == "ordinal"
+    with pytest.raises(ValueError, match="metric"):
+        heads.MaskedMetric("auc")
+
+
+def test_head_moves_only_from_its_labelled_rows():
+    schemes = [GENDER, AGE_SCALED]
+    x = np.random.default_rng(4).normal(size=(8, 8)).astype("float32")
+    y = {"gender": np.array([-1, 1, -1, 0, -1, 1, -1, 0]),
+         "age": np.array([.2, np.nan, .5, np.nan, .9, np.nan, .1, np.nan], "float32")}
+    model = _tiny_multitask(schemes, binary_sigmoid=False)
+    models.compile_for(model, schemes)
+
+    def head_gradients(inputs, targets):
+        with tf.GradientTape() as tape:
+            loss = model.compute_loss(x=inputs, y=targets, y_pred=model(inputs))
+        head = model.get_layer("gender").trainable_weights
+        return [g.numpy() for g in tape.gradient(loss, head)]
+
+    # the gender head's gradient from the whole batch is the one from its labelled rows alone
+    rows = np.flatnonzero(y["gender"] >= 0)
+    alone = {"gender": y["gender"][rows], "age": np.full(len(rows), np.nan, "float32")}
+    for full, labelled in zip(head_gradients(x, y), head_gradients(x[rows], alone)):
+        assert np.isfinite(full).all()
+        np.testing.assert_allclose(full, labelled, rtol=1e-5, atol=1e-7)
+
+    # a batch with no gender label leaves the gender head exactly where it was
+    no_gender = {"gender": np.full(8, -1), "age": y["age"].copy()}
+    no_gender["age"][1::2] = 0.3
+    before = {layer: [w.numpy().copy() for w in model.get_layer(layer).weights]
+              for layer in ("gender", "age", "trunk")}
+    logs = model.train_on_batch(x, no_gender, return_dict=True)
+    assert np.isfinite(logs["loss"]) and logs["gender_loss"] == 0.0
+    for layer, moved in (("gender", False), ("age", True), ("trunk", True)):
+        after = [w.numpy() for w in model.get_layer(layer).weights]
+        assert any(not np.array_equal(a, b) for a, b in zip(after, before[layer])) == moved, layer
+
+
+def test_multitask_model_learns_from_the_union_of_partial_rows(tmp_path):
+    """Half the rows lack gender, the other half lack age: both heads still learn."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(256, 8)).astype("float32")
+    gender = (x[:, 0] > 0).astype("int64")
+    age = (0.5 + 0.2 * np.tanh(x[:, 1])).astype("float32")
+    y = {"gender": np.where(np.arange(256) % 2 == 0, -1, gender),
+         "age": np.where(np.arange(256) % 2 == 1, np.nan, age).astype("float32")}
+    schemes = [GENDER, AGE_SCALED]
+    model = _tiny_multitask(schemes, seed=1)
+    models.compile_for(model, schemes, learning_rate=0.01)
+    first = model.evaluate(x, y, verbose=0, return_dict=True)
+    history = model.fit(x, y, batch_size=32, epochs=20, verbose=0)
+    assert all(np.isfinite(history.history["loss"]))
+    last = model.evaluate(x, y, verbose=0, return_dict=True)
+    # accuracy and MAE on each head's labelled rows, checked against the predictions by hand
+    out = model.predict(x, verbose=0)
+    odd, even = np.arange(256) % 2 == 1, np.arange(256) % 2 == 0
+    hand_accuracy = ((out["gender"][odd, 0] > 0.5) == gender[odd]).mean()
+    hand_mae = np.abs(out["age"][even, 0] - age[even]).mean()
+    assert last["gender_accuracy"] == pytest.approx(hand_accuracy, abs=1e-6)
+    assert last["age_mae"] == pytest.approx(hand_mae, rel=1e-4)
+    assert hand_accuracy > 0.9 and first["gender_loss"] > 2 * last["gender_loss"]
+    assert last["age_mae"] < 0.6 * first["age_mae"]
+
+    # the compiled model round-trips through .keras with its masked losses and metrics
+    path = tmp_path / "masked.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    assert isinstance(reloaded.loss["gender"], losses.MaskedLoss)
+    again = reloaded.evaluate(x, y, verbose=0, return_dict=True)
+    for key, value in last.items():
+        assert again[key] == pytest.approx(value, rel=1e-5), key
+    reloaded.fit(x[:32], {k: v[:32] for k, v in y.items()}, epochs=1, verbose=0)
+
+
+def test_class_weights_of_fit_compose_with_the_mask():
+    """fl.train.fit(class_weight=...) feeds per-output weights (1 for a masked -1 label): the
+    masked loss is the mean over labelled rows of weight * loss."""
+    from faceattr_lab import pipeline, train
+
+    schemes = [GENDER, RACE]
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4, 4, 3))
+    features = keras.layers.Dense(6, activation="tanh")(keras.layers.Flatten()(inputs / 255.0))
+    model = keras.Model(inputs, models.add_heads(features, schemes))
+    models.compile_for(model, schemes)
+    images = np.random.default_rng(0).integers(0, 256, (10, 4, 4, 3)).astype("uint8")
+    targets = {"gender": np.array([0, 1, -1, 1, 0, -1, -1, 1, 0, 0]),
+               "race": np.array([4, -1, 2, 0, -1, 1, 3, -1, 0, 2])}
+    class_weight = {"gender": {0: 2.0, 1: 0.5}, "race": {0: 3.0, 2: 0.25}}
+    ds = train.with_class_weights(pipeline.from_arrays(images, targets, batch_size=10),
+                                  class_weight)
+    x, y, w = next(iter(ds))
+    predictions = model(x)
+    expected = 0.0
+    for scheme in schemes:
+        labels = targets[scheme.output]
+        table = class_weight[scheme.output]
+        weights = np.array([table.get(int(c), 1.0) for c in labels])  # masked rows: anything
+        expected += _head_loss_by_hand(scheme, labels, predictions[scheme.output].numpy(),
+                                       weights)
+    total = model.compute_loss(x=x, y=y, y_pred=predictions, sample_weight=w)
+    assert float(total) == pytest.approx(expected, rel=1e-5)

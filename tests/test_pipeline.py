@@ -354,3 +354,65 @@ def test_benchmark_returns_its_table():
     np.testing.assert_allclose(table["relative_to_pil"],
                                table["images_per_s"] / table.loc[1, "images_per_s"], rtol=1e-12)
     assert {"cpu", "cores", "tensorflow"} <= set(benchmarks.machine())
+
+
+# -- partial labels (issue #9) ---------------------------------------------------------------
+def _partial(images):
+    """Rows 0, 2, 4 lack gender; rows 1, 3 lack age (ages 18, 21, ..., 39)."""
+    return images.assign(gender=pd.array([pd.NA, 1, pd.NA, 1, pd.NA, 1, 0, 1], dtype="Int64"),
+                         age=pd.array([18, pd.NA, 24, pd.NA, 30, 33, 36, 39], dtype="Int64"))
+
+
+def test_dataset_masks_missing_labels_when_asked(images):
+    df = _partial(images)
+    kept, excluded = L.select(df, ["gender", "age_years_116"], require="any")
+    assert len(kept) == 8 and excluded["kept"].all() and len(excluded) == 5
+    with pytest.raises(ValueError, match="missing='mask'"):  # never masked silently
+        pipeline.make_dataset(kept, ["gender", "age_years_116"], 8)
+    with pytest.raises(ValueError, match="'raise'.*'mask'"):
+        pipeline.make_dataset(kept, ["gender"], 8, missing="drop")
+    ds = pipeline.make_dataset(kept, ["gender", "age_years_116"], 8, batch_size=8,
+                               missing="mask", sample_weights=True)
+    _, y, w = next(iter(ds))
+    assert y["gender"].numpy().tolist() == [-1, 1, -1, 1, -1, 1, 0, 1]
+    np.testing.assert_allclose(y["age"].numpy(), np.array(
+        [18, np.nan, 24, np.nan, 30, 33, 36, 39]) / 116, rtol=1e-6)
+    # balanced over the 5 labelled rows (four 1s, one 0): 5 / (2 * 4), 5 / (2 * 1); masked 0
+    np.testing.assert_allclose(w["gender"].numpy(), [0, .625, 0, .625, 0, .625, 2.5, .625])
+    np.testing.assert_allclose(w["age"].numpy(), [1, 0, 1, 0, 1, 1, 1, 1])
+    # class weights count labelled rows only
+    assert pipeline.class_weights(np.array([-1, 0, 0, 1, -1])) == {0: 0.75, 1: 1.5}
+    with pytest.warns(UserWarning, match="no row"):
+        pipeline.make_dataset(kept.assign(gender=pd.array([pd.NA] * 8, dtype="Int64")),
+                              ["gender", "age_years_116"], 8, missing="mask")
+
+
+def test_from_arrays_carries_mask_values():
+    images = np.arange(4 * 2 * 2 * 3, dtype=np.uint8).reshape(4, 2, 2, 3)
+    targets = {"gender": np.array([0, -1, 1, -1]),
+               "age": np.array([0.5, np.nan, np.nan, 0.25], np.float32)}
+    x, y = pipeline.to_numpy(pipeline.from_arrays(images, targets, batch_size=3))
+    np.testing.assert_array_equal(x, images.astype(np.float32))
+    assert y["gender"].tolist() == [0, -1, 1, -1]
+    np.testing.assert_array_equal(y["age"], targets["age"])
+
+
+def test_a_corrupt_jpeg_stops_with_its_file_name(tmp_path):
+    import faceattr_lab as fl
+
+    rows = []
+    for i in range(6):
+        path = tmp_path / f"{i}.jpg"
+        pixels = np.random.default_rng(i).integers(0, 255, (40, 40, 3)).astype(np.uint8)
+        Image.fromarray(pixels).save(path, quality=90)
+        rows.append({"path": str(path), "gender": i % 2})
+    broken = tmp_path / "3.jpg"
+    broken.write_bytes(broken.read_bytes()[:300])  # cut inside the entropy-coded data
+    df = pd.DataFrame(rows).astype({"gender": "Int64"})
+    assert fl.pipeline.unreadable_files(df["path"]) == [str(broken)]
+    ds = fl.pipeline.make_dataset(df, ["gender"], 32, batch_size=4)
+    model = fl.models.custom_cnn((32, 32, 3), ["gender"], conv_filters=(4,), dense_units=4)
+    with pytest.raises(ValueError, match=r"could not decode 1 image file\(s\): .*3\.jpg.*verify"):
+        fl.evaluate.predict(model, ds, ["gender"])
+    # an error that is not about decoding is left alone
+    assert fl.pipeline.explain_decode_error(RuntimeError("shapes differ"), ds) is None

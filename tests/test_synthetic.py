@@ -63,13 +63,16 @@ def test_utkface_names_parse_and_defects_are_the_real_ones(tmp_path):
     root = make_synthetic(tmp_path / "utk", "utkface", 60, image_size=PX, label_noise=0)
     names = sorted(p.name for p in (root / "UTKFace").iterdir())
     assert len(names) == 60
-    good = re.compile(r"^(\d{1,3})_([01])_([0-4])_(\d{17})\.jpg\.chip\.jpg$")
+    good = re.compile(r"^(\d{1,3})_([01])_([0-4])_(\d{16,18})\.jpg\.chip\.jpg$")
     parsed = {n: good.match(n) for n in names}
     bad = [n for n, m in parsed.items() if not m]
     assert len(bad) == 5
     assert sum(bool(re.fullmatch(r"\d+_[01]_\d{17}\.jpg\.chip\.jpg", n)) for n in bad) == 3
     assert sum(n.endswith(" .jpg.chip.jpg") for n in bad) == 1
     assert sum(bool(re.search(r"\djpg\.chip\.jpg$", n)) for n in bad) == 1
+    # like the real download, one 16- and one 18-digit date&time with intact labels
+    digits = sorted(len(m[4]) for m in parsed.values() if m)
+    assert digits.count(16) == 1 and digits.count(18) == 1 and digits.count(17) == 53
     truth = {Path(f["file"]).name: f for f in manifest(root)["files"]}
     for name, m in parsed.items():
         if m:  # without label noise the name carries the latent truth in UTK codes
@@ -109,7 +112,7 @@ def test_afad_tree_listing_and_thumbs(tmp_path):
     assert len(images) == 80
     pattern = re.compile(r"^(\d+)/(111|112)/(\d+)-(\d+)\.jpg$")
     ages = [int(pattern.match(p)[1]) for p in images]
-    assert min(ages) >= 15 and max(ages) <= 75
+    assert min(ages) >= 15 and max(ages) <= 72  # the real age folders run to 72
     assert np.mean([15 <= a <= 40 for a in ages]) > 0.85
     listing = (base / "AFAD-Full.txt").read_text().split()
     assert sorted(listing) == sorted("./" + p for p in images)
@@ -126,7 +129,11 @@ def test_adience_folds_are_subject_exclusive_and_images_exist(tmp_path):
         df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
         folds.append(df.assign(fold=k))
     df = pd.concat(folds)
-    assert len(df) == 120
+    assert len(df) == 122  # 120 images, two of them listed twice (same row, same fold)
+    assert df.duplicated().sum() == 2
+    keys = ["user_id", "face_id", "original_image"]
+    assert df.drop_duplicates().duplicated(keys).sum() == 0  # no conflicting repeats
+    df = df.drop_duplicates()
     assert df.groupby("user_id")["fold"].nunique().max() == 1
     assert df.groupby("user_id").size().max() > 1  # several faces per person
     for row in df.itertuples():
@@ -135,9 +142,11 @@ def test_adience_folds_are_subject_exclusive_and_images_exist(tmp_path):
         assert (root / "aligned" / row.user_id /
                 f"landmark_aligned_face.{row.face_id}.{row.original_image}").is_file()
     odd_ages = df.loc[~df["age"].isin(ADIENCE_GROUPS), "age"].tolist()
-    assert sorted(odd_ages).count("None") == 2 and "(25, 23)" in odd_ages
+    assert sorted(odd_ages).count("None") == 3 and "(25, 23)" in odd_ages
     assert sum(a.isdigit() for a in odd_ages) == 2
-    assert sorted(df.loc[~df["gender"].isin(["m", "f"]), "gender"]) == ["", "u", "u"]
+    assert sorted(df.loc[~df["gender"].isin(["m", "f"]), "gender"]) == ["", "u", "u", "u"]
+    neither = (df["age"] == "None") & (df["gender"] == "u")  # no usable label at all
+    assert neither.sum() == 1
     people = pd.DataFrame(manifest(root)["files"]).groupby("user_id")
     assert (people[["gender", "race", "age"]].nunique() == 1).all().all()
 
@@ -234,21 +243,71 @@ def test_gender_is_learnable_from_pixels():
     assert clf.score(x[200:], genders[200:]) > 0.6  # chance is 0.5 (binomial p < 0.01)
 
 
+# What each planted defect costs in the loader's reports, written out by hand: extra entries
+# under attrs["excluded"] (a reason each; a row lacking two labels has two) and notes.
+EXCLUDED_ENTRIES = {"race_missing": 1, "stray_space": 1, "missing_dot": 1, "missing_image": 1,
+                    "thumbs_db": 1, "age_none_gender_u": 2, "duplicate_row": 1}
+NOTES = {"date_16_digits": 1, "date_18_digits": 1, "age_none": 1, "age_bare_number": 1,
+         "age_odd_range": 1, "gender_u": 1, "gender_empty": 1}
+
+
 @pytest.mark.parametrize("layout", ["utkface", "fairface", "afad", "adience"])
 def test_the_real_loaders_read_the_output(tmp_path, layout):
     datasets = pytest.importorskip("faceattr_lab.datasets")
+    from faceattr_lab.datasets.common import excluded_count
+
     root = make_synthetic(tmp_path / layout, layout, 50, image_size=PX)
     m = manifest(root)
     loader_root = root / m["loader_root"]
     if layout == "fairface":
         frames = [datasets.load_fairface(loader_root, split=s) for s in ("train", "val")]
-        rows, excluded = sum(map(len, frames)), sum(len(f.attrs["excluded"]) for f in frames)
     else:
-        df = getattr(datasets, f"load_{layout}")(loader_root)
-        rows, excluded = len(df), len(df.attrs["excluded"])
+        frames = [getattr(datasets, f"load_{layout}")(loader_root)]
+    rows = sum(map(len, frames))
+    excluded = sum(excluded_count(f) for f in frames)
+    entries = sum(len(f.attrs["excluded"]) for f in frames)
+    notes = sum(len(f.attrs["notes"]) for f in frames)
+    # (AFAD lists the images that had a Thumbs.db planted beside them as usable "thumbs_db"
+    # entries, then the Thumbs.db files themselves as unusable ones: count the files)
+    kinds = [d["kind"] for d in m["defect_list"] if not (d["kind"] == "thumbs_db" and d["usable"])]
     unusable = sum(not d["usable"] for d in m["defect_list"])
     assert rows == m["n_usable"] == 50 - sum(not d["usable"] and d["kind"] != "thumbs_db"
                                              for d in m["defect_list"])
-    # every unusable defect is reported, and nothing else but AFAD's two metadata files
-    # (AFAD-Full.txt, README.md), which the loader lists as excluded too
-    assert excluded == unusable + (2 if layout == "afad" else 0)
+    # every unusable defect and every repeated row is reported, and nothing else but AFAD's
+    # two metadata files (AFAD-Full.txt, README.md), which the loader lists as excluded too
+    metadata = 2 if layout == "afad" else 0
+    assert excluded == unusable + kinds.count("duplicate_row") + metadata
+    assert entries == sum(EXCLUDED_ENTRIES.get(k, 0) for k in kinds) + metadata
+    assert notes == sum(NOTES.get(k, 0) for k in kinds)
+    # per task: a kept image lacks exactly the labels the manifest says
+    df = pd.concat(frames, ignore_index=True)
+    for column in ("gender", "age_group"):
+        lacking = sum(column in d["lacks"] for d in m["defect_list"])
+        has_column = df[column].notna().any()
+        if has_column:
+            assert int(df[column].isna().sum()) == lacking, column
+
+
+def test_an_excel_copy_of_the_synthetic_csv_reads_the_same(tmp_path):
+    """Rewrite the train CSV as Excel saves it, with a folder prefix: the same table loads."""
+    import warnings
+
+    datasets = pytest.importorskip("faceattr_lab.datasets")
+    root = make_synthetic(tmp_path / "ff", "fairface", 60, image_size=PX)
+    csv = root / "fairface_label_train.csv"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = datasets.load_fairface(root)
+    text = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    on_disk = text["file"].map(lambda f: (root / f).is_file())  # missing images drop out
+    dates = int((text["age"].isin(["3-9", "10-19"]) & on_disk).sum())
+    text["age"] = text["age"].replace({"3-9": "9-Mar", "10-19": "19-Oct"})
+    text["service_test"] = text["service_test"].str.upper()
+    text["file"] = "fairface/" + text["file"]
+    text.to_csv(csv, index=False)
+    with pytest.warns(UserWarning, match="Excel"):
+        excel = datasets.load_fairface(root)
+    columns = ["path", "gender", "age_group", "race", "service_test"]
+    pd.testing.assert_frame_equal(excel[columns], plain[columns])
+    assert len(excel) == len(plain) > 0 and dates > 0
+    assert len(excel.attrs["notes"]) == dates + 2  # each date read back, plus two CSV notes

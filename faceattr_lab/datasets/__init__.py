@@ -1,7 +1,9 @@
 """The four real face datasets as they lie on disk, a synthetic stand-in, and downloads.
 
 Each loader returns a pandas DataFrame, one row per usable image (see ARCHITECTURE.md for the
-columns); everything it did not load is in ``df.attrs["excluded"]`` with a reason.
+columns): an image with at least one usable label, ``<NA>`` in the labels it lacks. Everything
+it did not load is in ``df.attrs["excluded"]`` with a reason (a row per reason); images kept
+with a note, such as "kept without gender: ...", are in ``df.attrs["notes"]``.
 ``datasets.md`` at the top of the repository describes each dataset, its layout and defects.
 """
 
@@ -18,6 +20,7 @@ _EXPORTS = {
     "load": "common",
     "verify_images": "common",
     "exclusion_report": "common",
+    "excluded_count": "common",
     "make_synthetic": "synthetic",
     "synthetic_dataset": "synthetic",
     "render_face": "synthetic",

@@ -8,8 +8,14 @@ tilt_ang fiducial_yaw_angle fiducial_score``); an image lives at
 Age cells hold one of eight group strings such as ``(25, 32)``, but also ``None``, bare numbers
 (``35``) and odd ranges (``(27, 32)``). By default the kit keeps the eight groups plus the
 ``(25, 23)`` -> ``(25, 32)`` typo fix and excludes the rest, counted; ``age_mapping`` makes any
-further mapping an explicit choice. Cells are split on tabs only and never evaluated. See
-datasets.md.
+further mapping an explicit choice. Cells are split on tabs only and never evaluated.
+
+Levi & Hassner select rows per task: their age lists hold every image with one of the 8 groups,
+whatever its gender; their gender lists every image with ``m`` or ``f``, whatever its age. So the
+table keeps every image with at least one of the two (``<NA>`` in the other, noted "kept without
+..."), and excludes only rows with neither, under both reasons. The fold files repeat 114 rows
+(same image, labels and fold): each image is one row, each repeat is reported as a duplicate,
+and repeats that disagree are reported as conflicts, never silently resolved. See datasets.md.
 """
 
 from __future__ import annotations
@@ -89,6 +95,12 @@ def _age_reason(age: str) -> str:
     return f"unreadable age {age!r}"
 
 
+#: Reasons for repeated rows of one image (``file`` is ``fold_<k>_data.txt line <n>``).
+DUPLICATE_ROW = "duplicate row (same image, labels and fold as an earlier row)"
+CONFLICTING_ROW = ("repeated row for an image with different labels or fold (the image's own "
+                   "entry says which)")
+
+
 def _gender_reason(gender: str) -> str:
     if gender == "u":
         return "gender unknown ('u')"
@@ -127,16 +139,26 @@ def load_adience(root: str | Path, folds=None, images: str = "faces", age_mappin
 
     ``root`` holds ``fold_0_data.txt`` .. ``fold_4_data.txt`` and ``faces/`` or ``aligned/``
     (``images`` picks which). ``folds`` selects folds (default all five). Columns: the core
-    columns (``age`` <NA>, ``age_group`` one of :data:`AGE_GROUPS`, ``race`` <NA>: Adience
-    labels no race), ``fold``, ``user_id``, ``face_id``, ``original_image`` and ``age_raw``
-    (the cell as written).
+    columns (``age`` <NA>, ``age_group`` one of :data:`AGE_GROUPS` or <NA>, ``gender`` 0/1
+    or <NA>, ``race`` <NA>: Adience labels no race), ``fold``, ``user_id``, ``face_id``,
+    ``original_image`` and ``age_raw`` (the cell as written). One row per image.
 
     ``age_mapping``: ``None`` (default) keeps the 8 groups and fixes the typo ``(25, 23)``;
     ``None`` ages, bare numbers and odd ranges are excluded and counted. ``"nearest"`` also
     maps bare numbers and odd ranges with :func:`nearest_group`; a dict maps age strings of
-    your choice to groups (``None`` value: exclude). Public repositories disagree on these
-    mappings, so any mapping is your documented choice. Rows with gender ``u`` or empty, or
-    a missing image, are excluded too. ``verify=True`` also opens every image.
+    your choice to groups (``None`` value: no age group). Public repositories disagree on
+    these mappings, so any mapping is your documented choice.
+
+    Partial labels, as in Levi & Hassner's per-task lists: a row whose age cell gives no group
+    is kept with ``age_group`` <NA> when its gender is ``m``/``f``, and a row with gender
+    ``u`` or empty is kept with ``gender`` <NA> when it has a group; each such row has a note
+    ``"kept without age group: ..."`` / ``"kept without gender: ..."`` in
+    ``df.attrs["notes"]``. Rows with neither label are excluded under both reasons, rows whose
+    image is missing under "image missing". A repeated row (same image, labels and fold) is
+    excluded as a duplicate (``file`` = ``fold_<k>_data.txt line <n>``); repeats that disagree
+    are reported as conflicts: different folds exclude the image (the other fold files are
+    read for this even when ``folds`` leaves them out), a different age or gender cell leaves
+    that label <NA>. ``verify=True`` also opens every image.
     """
     if images not in IMAGE_VARIANTS:
         raise ValueError(f"images must be one of {tuple(IMAGE_VARIANTS)}, got {images!r}.")
@@ -153,14 +175,18 @@ def load_adience(root: str | Path, folds=None, images: str = "faces", age_mappin
                          "See datasets.md.")
     prefix = IMAGE_VARIANTS[images]
     excluded = Exclusions(root)
-    records: list[dict] = []
-    for fold in chosen:
+    images_rows: dict[str, list[dict]] = {}  # image path -> its rows, in file order
+    # other folds are read too, only to catch an image listed in a chosen and another fold
+    others = [k for k in FOLDS if k not in chosen and _fold_file(root, k).is_file()]
+    for fold in (*chosen, *others):
         fold_file = _fold_file(root, fold)
         with fold_file.open(newline="", encoding="utf-8") as handle:
             rows = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
             header = [name.strip() for name in next(rows, [])]
             needed = ("user_id", "original_image", "face_id", "age", "gender")
             if any(name not in header for name in needed):
+                if fold in others:
+                    continue
                 raise ValueError(f"adience: {fold_file} has header {header}; expected the "
                                  f"tab-separated columns {' '.join(needed)} ... See datasets.md.")
             where = {name: header.index(name) for name in needed}
@@ -168,25 +194,53 @@ def load_adience(root: str | Path, folds=None, images: str = "faces", age_mappin
                 if not any(cell.strip() for cell in row):
                     continue
                 if len(row) <= max(where.values()):
-                    excluded.add(f"{fold_file.name} line {line}",
-                                 f"malformed row ({len(row)} tab-separated fields)")
+                    if fold in chosen:
+                        excluded.add(f"{fold_file.name} line {line}",
+                                     f"malformed row ({len(row)} tab-separated fields)")
                     continue
                 cell = {name: row[i].strip() for name, i in where.items()}
-                relative = Path(images, cell["user_id"],
-                                f"{prefix}.{cell['face_id']}.{cell['original_image']}")
-                group = _group(cell["age"], age_mapping, mapping)
-                if group is None:
-                    excluded.add(relative.as_posix(), _age_reason(cell["age"]))
-                elif cell["gender"] not in GENDERS:
-                    excluded.add(relative.as_posix(), _gender_reason(cell["gender"]))
-                elif not (root / relative).is_file():
-                    excluded.add(relative.as_posix(), "image missing")
-                else:
-                    records.append({
-                        "path": str(root / relative), "gender": GENDERS[cell["gender"]],
-                        "age": None, "age_group": group, "race": None, "fold": fold,
-                        "user_id": cell["user_id"], "face_id": cell["face_id"],
-                        "original_image": cell["original_image"], "age_raw": cell["age"]})
+                key = Path(images, cell["user_id"],
+                           f"{prefix}.{cell['face_id']}.{cell['original_image']}").as_posix()
+                if fold in chosen or key in images_rows:
+                    images_rows.setdefault(key, []).append(
+                        {**cell, "fold": fold, "line": f"{fold_file.name} line {line}"})
+
+    records: list[dict] = []
+    for relative, rows in images_rows.items():
+        folds_listed = {row["fold"] for row in rows}
+        rows = [row for row in rows if row["fold"] in chosen]
+        first, differ = rows[0], set()
+        for again in rows[1:]:
+            fields = [f for f in ("age", "gender", "fold") if again[f] != first[f]]
+            differ.update(fields)
+            excluded.add(again["line"], CONFLICTING_ROW if fields else DUPLICATE_ROW)
+        problems, fatal = [], []
+        if len(folds_listed) > 1:
+            fatal.append("conflicting rows for one image: listed in different folds")
+        group = None
+        if "age" in differ:
+            problems.append(("age_group", "conflicting rows for one image: different age cells"))
+        else:
+            group = _group(first["age"], age_mapping, mapping)
+            if group is None:
+                problems.append(("age_group", _age_reason(first["age"])))
+        gender = None
+        if "gender" in differ:
+            problems.append(("gender", "conflicting rows for one image: different gender cells"))
+        elif first["gender"] in GENDERS:
+            gender = GENDERS[first["gender"]]
+        else:
+            problems.append(("gender", _gender_reason(first["gender"])))
+        has_label = group is not None or gender is not None
+        if not fatal and not (root / relative).is_file():
+            fatal.append("image missing")
+        if not excluded.row(relative, problems, has_label, fatal):
+            continue
+        records.append({
+            "path": str(root / relative), "gender": gender, "age": None, "age_group": group,
+            "race": None, "fold": first["fold"], "user_id": first["user_id"],
+            "face_id": first["face_id"], "original_image": first["original_image"],
+            "age_raw": first["age"] if "age" not in differ else None})
     own = {"fold": "Int64", "user_id": "string", "face_id": "string",
            "original_image": "string", "age_raw": "string"}
     return build_table("adience", root, records, own, excluded, verify=verify, images=images,
@@ -195,7 +249,7 @@ def load_adience(root: str | Path, folds=None, images: str = "faces", age_mappin
 
 
 def _group(age: str, age_mapping, mapping: dict | None) -> str | None:
-    """The age group for one cell under the chosen mapping, or None to exclude the row."""
+    """The age group for one cell under the chosen mapping, or None (no usable age group)."""
     if mapping is not None and age in mapping:
         return mapping[age]
     if age in AGE_GROUPS:

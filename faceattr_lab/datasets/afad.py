@@ -1,9 +1,12 @@
 """AFAD-Full: labels in the folders, ``AFAD-Full/<age>/<111|112>/<id>-<k>.jpg``.
 
-111 is male and 112 female. The root also holds ``README.md`` and the list file
-``AFAD-Full.txt``; folders hold ``Thumbs.db`` and stray small files. Everything that is not an
-age folder, a gender folder or an ``<id>-<k>.jpg`` image is excluded with its reason. See
-datasets.md.
+111 is male and 112 female; age folders run from 15 to 72. The root also holds ``README.md``
+and the list file ``AFAD-Full.txt``; folders hold ``Thumbs.db`` and stray small files.
+Everything that is not an age folder, a gender folder or an ``<id>-<k>.jpg`` image is excluded
+with its reason. The authors' 164,432 images for ages 15..40 count the 14 ``Thumbs.db`` files
+in those folders: the real images aged 15..40 number 164,418 (100,745 male / 63,673 female),
+and ``AFAD-Full.txt`` lists 165,501 images aged 15..72. Every image has both labels (age and
+gender come from its folders), so no row is partial. See datasets.md.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from faceattr_lab.datasets.common import (Exclusions, build_table, find_root, is
 GENDER_FOLDERS = {"111": 0, "112": 1}
 METADATA_FILES = ("README.md", "AFAD-Full.txt")
 IMAGE_NAME = re.compile(r"(\d+-\d+)\.jpg", re.IGNORECASE)
-EXPECTED = ("AFAD-Full/ holding age folders (15/ ... 75/), each with 111/ (male) and 112/ "
+EXPECTED = ("AFAD-Full/ holding age folders (15/ ... 72/), each with 111/ (male) and 112/ "
             "(female) folders of <id>-<k>.jpg images, plus README.md and AFAD-Full.txt")
 
 

@@ -4,6 +4,20 @@ A loader walks its dataset's own layout, collects one record per usable image an
 ``(file, reason)`` pair per thing it did not load, and hands both to :func:`build_table`, which
 makes the DataFrame described in ARCHITECTURE.md, optionally opens every image
 (:func:`verify_images`) and warns one summary line. ``load(name)`` picks the loader by name.
+
+Partial labels (issue #9): a row is kept when it has at least one usable label (gender, age or
+age group, race), with ``<NA>`` in the label columns it lacks, so that each task can use every
+image that carries its label. Two report tables live in ``df.attrs``:
+
+- ``excluded`` (columns ``file``, ``reason``): everything not loaded. A row that fails for
+  several reasons (no age group *and* no gender) is listed once per reason, so the per-reason
+  counts may sum to more than the rows excluded; :func:`excluded_count` counts distinct entries
+  (``file`` names each row uniquely: an image path, or ``<label file> line <n>`` for a row that
+  is not an image, such as a duplicate row).
+- ``notes`` (columns ``file``, ``note``): images kept but flagged. A label the row lacks is noted
+  as ``"kept without <label>: <reason>"`` (:data:`KEPT_WITHOUT`), e.g. ``"kept without gender:
+  gender unknown ('u')"``; the same reason without the prefix is what ``excluded`` says for a
+  row that lacks every label. :func:`exclusion_report` lists both kinds, with ``kept``.
 """
 
 from __future__ import annotations
@@ -27,6 +41,10 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 #: Real datasets ``load`` knows; ``"synthetic"`` writes any of their layouts.
 REAL_DATASETS = ("utkface", "fairface", "afad", "adience")
 DOCS_HINT = "See datasets.md at the top of the faceattr-lab repository for each dataset's layout."
+#: Prefix of the note for a label a kept row lacks: ``KEPT_WITHOUT.format(label="gender")``.
+KEPT_WITHOUT = "kept without {label}: "
+#: How notes and reasons name each label column.
+LABEL_NAMES = {"gender": "gender", "age": "age", "age_group": "age group", "race": "race"}
 
 
 class DatasetWarning(UserWarning):
@@ -63,24 +81,71 @@ def _report(rows: Iterable[tuple[str, str]], value: str) -> ReportTable:
 
 
 class Exclusions:
-    """Collects ``(file, reason)`` for everything a loader skips; ``file`` is relative to root."""
+    """Collects ``(file, reason)`` for everything a loader skips; ``file`` is relative to root.
+
+    Also collects ``(file, note)`` for images kept with a note (``notes``): labels a kept row
+    lacks (see :meth:`row`) and oddities that do not stop an image from loading.
+    """
 
     def __init__(self, root: Path):
         self.root = root
         self.rows: list[tuple[str, str]] = []
+        self.notes: list[tuple[str, str]] = []
+
+    def _name(self, file: str | Path) -> str:
+        if isinstance(file, Path):
+            try:
+                return file.relative_to(self.root).as_posix()
+            except ValueError:
+                return file.as_posix()
+        return str(file)
 
     def add(self, file: str | Path, reason: str) -> None:
         """Record one skipped file (a path under the root, or a label file's own string)."""
-        if isinstance(file, Path):
-            try:
-                file = file.relative_to(self.root).as_posix()
-            except ValueError:
-                file = file.as_posix()
-        self.rows.append((str(file), reason))
+        self.rows.append((self._name(file), reason))
+
+    def note(self, file: str | Path, note: str) -> None:
+        """Record a note on a kept image (or on a label file as a whole)."""
+        self.notes.append((self._name(file), note))
+
+    def row(self, file: str | Path, problems: Iterable[tuple[str, str]], has_label: bool,
+            fatal: Iterable[str] = ()) -> bool:
+        """Report one row's problems; True when the row belongs in the table.
+
+        ``problems`` pairs each label column the row lacks (``gender``, ``age``,
+        ``age_group``, ``race``) with the reason; ``has_label`` says whether any label is
+        usable; ``fatal`` lists reasons that stop the row whatever its labels (image missing,
+        conflicting folds). A row with a fatal reason or no usable label is excluded under
+        every reason it fails; otherwise each problem becomes the note
+        ``"kept without <label>: <reason>"``.
+        """
+        problems, fatal = list(problems), list(fatal)
+        if fatal or not has_label:
+            for reason in [*fatal, *(reason for _, reason in problems)]:
+                self.add(file, reason)
+            return False
+        for label, reason in problems:
+            self.note(file, kept_without(label, reason))
+        return True
 
     def add_entry(self, path: Path) -> None:
         """Record a folder entry that is not an image, with the matching reason."""
         self.add(path, non_image_reason(path))
+
+
+def kept_without(label: str, reason: str) -> str:
+    """The note for a kept row that lacks ``label``: ``"kept without gender: <reason>"``."""
+    return KEPT_WITHOUT.format(label=LABEL_NAMES.get(label, label)) + reason
+
+
+def excluded_count(df: pd.DataFrame) -> int:
+    """How many rows or files a table did not load: distinct ``file`` entries of its report.
+
+    ``len(df.attrs["excluded"])`` counts reasons instead: a row lacking both age and gender is
+    listed under both. Lab 01.
+    """
+    excluded = df.attrs.get("excluded")
+    return 0 if excluded is None or not len(excluded) else int(excluded["file"].nunique())
 
 
 def non_image_reason(path: Path) -> str:
@@ -134,8 +199,10 @@ def build_table(dataset: str, root: Path, records: list[dict], own_columns: dict
                 excluded: Exclusions, verify: bool = False, **attrs) -> pd.DataFrame:
     """The dataset table from per-image records: core columns, own columns, attrs, summary.
 
-    ``own_columns`` maps each dataset-specific column to its dtype. With ``verify=True`` every
-    image is opened (:func:`verify_images`) before the one-line summary is warned. Lab 01.
+    ``own_columns`` maps each dataset-specific column to its dtype; a label a record lacks
+    (None) becomes ``<NA>``. ``excluded.rows`` and ``excluded.notes`` become
+    ``attrs["excluded"]`` and ``attrs["notes"]``. With ``verify=True`` every image is opened
+    (:func:`verify_images`) before the one-line summary is warned. Lab 01.
     """
     dtypes = {**CORE_DTYPES, **own_columns}
     columns = {name: pd.Series([r.get(name) for r in records], dtype=object)
@@ -145,8 +212,8 @@ def build_table(dataset: str, root: Path, records: list[dict], own_columns: dict
         if dtype is not object:
             df[name] = df[name].astype(dtype)
     df.attrs = {"dataset": dataset, "layout": dataset, "root": str(root),
-                "excluded": _report(excluded.rows, "reason"), "notes": _report([], "note"),
-                **attrs}
+                "excluded": _report(excluded.rows, "reason"),
+                "notes": _report(excluded.notes, "note"), **attrs}
     if verify:
         df = _verify(df)
     warnings.warn(summary(df), DatasetWarning, stacklevel=3)
@@ -154,14 +221,22 @@ def build_table(dataset: str, root: Path, records: list[dict], own_columns: dict
 
 
 def summary(df: pd.DataFrame) -> str:
-    """One line: "<dataset>: loaded N images; excluded K: reason (count), ...". Lab 01."""
+    """One line: "<dataset>: loaded N images; excluded K: reason (count), ...". Lab 01.
+
+    K counts rows (or files) not loaded; a row that fails for several reasons counts under
+    each, and the line then says how many reasons were counted. Notes follow as "kept with a
+    note: ...".
+    """
     name = df.attrs.get("dataset", "dataset")
     excluded = df.attrs.get("excluded")
     line = f"{name}: loaded {len(df)} images"
     if excluded is not None and len(excluded):
         counts = Counter(excluded["reason"])
         parts = ", ".join(f"{reason} ({n})" for reason, n in counts.most_common())
-        line += f"; excluded {len(excluded)}: {parts}"
+        rows = excluded_count(df)
+        several = ("" if rows == len(excluded) else
+                   f" ({len(excluded)} reasons; a row counts under each reason it fails)")
+        line += f"; excluded {rows}{several}: {parts}"
     else:
         line += "; excluded 0"
     notes = df.attrs.get("notes")
@@ -175,8 +250,13 @@ def summary(df: pd.DataFrame) -> str:
 def exclusion_report(df: pd.DataFrame) -> pd.DataFrame:
     """A table of why images were not loaded: columns ``reason``, ``count``, ``kept``. Lab 01.
 
-    Excluded files have ``kept=False``; images :func:`verify_images` kept but flagged
-    (grayscale, PNG saved as .jpg) have ``kept=True``. Sorted by count, largest first.
+    Excluded rows and files have ``kept=False`` (a row lacking several labels counts under
+    each reason). Images kept but flagged have ``kept=True``: a label the row lacks
+    (``"kept without gender: gender unknown ('u')"``: the row is in the table for the other
+    tasks, ``<NA>`` in that column), a name or label file oddity that is not a label (a
+    UTKFace date&time of 16 or 18 digits, a FairFace CSV saved by Excel), and what
+    :func:`verify_images` flags (grayscale, PNG saved as .jpg). Sorted by count, largest
+    first within each kind.
     """
     rows = []
     for key, column, kept in (("excluded", "reason", False), ("notes", "note", True)):
@@ -236,10 +316,20 @@ def _verify(df: pd.DataFrame) -> pd.DataFrame:
     attrs = dict(df.attrs)
     out = df.loc[keep].reset_index(drop=True)
     out.attrs = attrs
+    # a label an undecodable image lacked is now one more reason it is excluded
+    bad_files = {file for file, _ in bad}
+    old_notes, lacked = [], []
+    for file, note in zip(attrs["notes"]["file"], attrs["notes"]["note"]):
+        prefix = next((KEPT_WITHOUT.format(label=name) for name in LABEL_NAMES.values()
+                       if note.startswith(KEPT_WITHOUT.format(label=name))), None)
+        if file in bad_files and prefix:
+            lacked.append((file, note[len(prefix):]))
+        else:
+            old_notes.append((file, note))
     out.attrs["excluded"] = _report(list(zip(attrs["excluded"]["file"],
-                                             attrs["excluded"]["reason"])) + bad, "reason")
-    out.attrs["notes"] = _report(list(zip(attrs["notes"]["file"], attrs["notes"]["note"]))
-                                 + notes, "note")
+                                             attrs["excluded"]["reason"])) + bad + lacked,
+                                    "reason")
+    out.attrs["notes"] = _report(old_notes + notes, "note")
     out.attrs["verified"] = True
     return out
 
@@ -331,5 +421,5 @@ def _load_synthetic(layout: str = "utkface", n: int = 3000, image_size: int = 64
     return df
 
 
-__all__ = ["CORE_COLUMNS", "DatasetWarning", "ReportTable", "exclusion_report", "load",
-           "summary", "verify_images"]
+__all__ = ["CORE_COLUMNS", "DatasetWarning", "KEPT_WITHOUT", "ReportTable", "excluded_count",
+           "exclusion_report", "kept_without", "load", "summary", "verify_images"]

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 __all__ = ["RACES", "LAYOUTS", "render_face", "make_synthetic", "synthetic_dataset"]
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: long UTKFace dates, Adience repeats and a label-less row, AFAD to 72
 MANIFEST = "synthetic_manifest.json"
 LAYOUTS = ("utkface", "fairface", "afad", "adience")
 RACES = ("White", "Black", "Latino_Hispanic", "East Asian", "Southeast Asian", "Indian",
@@ -443,9 +443,9 @@ def _sample_age(layout: str, rng: np.random.Generator) -> int:
     if layout == "fairface":
         g = rng.choice(9, p=[.03, .11, .11, .27, .2, .12, .09, .05, .02])
         return int(rng.integers(FAIRFACE_AGE_EDGES[g], FAIRFACE_AGE_EDGES[g + 1]))
-    if layout == "afad":  # 15..40 core, thin tail to 75
+    if layout == "afad":  # 15..40 core, thin tail to 72 (the real age folders end at 72)
         if rng.random() < 0.04:
-            return int(rng.integers(41, 76))
+            return int(rng.integers(41, 73))
         return int(rng.choice(np.arange(15, 41), p=_AFAD_CORE))
     g = rng.choice(8, p=[.1, .11, .1, .09, .3, .16, .07, .07])
     lo, hi = ADIENCE_AGE_RANGES[g]
@@ -480,7 +480,7 @@ def _perturb(layout: str, written: dict, rng: np.random.Generator) -> tuple[str,
             [r for r in RACES if r != value]
         out["race"] = choices[int(rng.integers(len(choices)))]
     elif layout in ("utkface", "afad"):
-        lo, hi = (0, MAX_AGE) if layout == "utkface" else (15, 75)
+        lo, hi = (0, MAX_AGE) if layout == "utkface" else (15, 72)
         step = int(rng.integers(5, 16)) * (1 if rng.random() < 0.5 else -1)
         new = value + step if lo <= value + step <= hi else value - step
         out["age"] = int(np.clip(new, lo, hi))
@@ -511,10 +511,21 @@ _DEFECTS = {  # layout -> (kind, count); fixed small counts
     "adience": (("age_none", 2), ("age_bare_number", 2), ("age_odd_range", 1),
                 ("age_typo_25_23", 1), ("gender_u", 2), ("gender_empty", 1)),
 }
-# Defects that stop a sound default loader from using the row (the (25, 23) typo is fixed to
-# (25, 32) by such a loader, and Thumbs.db is an extra file, not a row).
-_UNUSABLE = {"race_missing", "stray_space", "missing_dot", "missing_image", "age_none",
-             "age_bare_number", "age_odd_range", "gender_u", "gender_empty"}
+# Defects planted after the label noise, on records with neither (so adding them changed no
+# earlier draw, no noisy record and no image): a 16- and an 18-digit UTKFace date&time (the
+# real download has both; intact labels), an Adience row lacking both age group and gender,
+# and Adience rows written twice (same image, labels and fold, as 114 real rows are).
+_LATE_DEFECTS = {
+    "utkface": (("date_16_digits", 1), ("date_18_digits", 1)),
+    "adience": (("age_none_gender_u", 1), ("duplicate_row", 2)),
+}
+# Defects that stop a sound default loader from using the image: no usable label, or no image
+# (the (25, 23) typo is fixed to (25, 32) by such a loader, and Thumbs.db is an extra file,
+# not a row). A duplicate row's image loads once; its second row is reported.
+_UNUSABLE = {"race_missing", "stray_space", "missing_dot", "missing_image", "age_none_gender_u"}
+# Labels a kept image lacks (the loader keeps it for its other tasks, <NA> in these columns).
+_LACKS = {"age_none": ["age_group"], "age_bare_number": ["age_group"],
+          "age_odd_range": ["age_group"], "gender_u": ["gender"], "gender_empty": ["gender"]}
 
 
 def _plan(layout: str, n: int, seed: int, label_noise: float, defects: bool) -> list[dict]:
@@ -546,8 +557,15 @@ def _plan(layout: str, n: int, seed: int, label_noise: float, defects: bool) -> 
             for i in order[taken:taken + count]:
                 records[i]["defect"] = kind
             taken += count
-    for i in order[taken:taken + int(round(label_noise * n))]:
+    n_noisy = int(round(label_noise * n))
+    for i in order[taken:taken + n_noisy]:
         records[i]["noise"], records[i]["written"] = _perturb(layout, records[i]["written"], rng)
+    if defects:  # no random draws here: the records above are unchanged
+        taken += n_noisy
+        for kind, count in _LATE_DEFECTS.get(layout, ()):
+            for i in order[taken:taken + count]:
+                records[i]["defect"] = kind
+            taken += count
     _name_files(layout, records, rng)
     return records
 
@@ -565,6 +583,10 @@ def _name_files(layout: str, records: list[dict], rng: np.random.Generator) -> N
                     "race_missing": f"{w['age']}_{w['gender']}_{date}.jpg.chip.jpg",
                     "stray_space": f"{w['age']}_{w['gender']}_{w['race']}_{date} .jpg.chip.jpg",
                     "missing_dot": f"{w['age']}_{w['gender']}_{w['race']}_{date}jpg.chip.jpg",
+                    "date_16_digits": f"{w['age']}_{w['gender']}_{w['race']}_{date[:-1]}"
+                                      ".jpg.chip.jpg",
+                    "date_18_digits": f"{w['age']}_{w['gender']}_{w['race']}_{date}8"
+                                      ".jpg.chip.jpg",
                     }[r["defect"]]
             r["file"] = f"UTKFace/{name}"
     elif layout == "fairface":
@@ -607,6 +629,8 @@ def _name_files(layout: str, records: list[dict], rng: np.random.Generator) -> N
                 w["gender"] = "u"
             elif r["defect"] == "gender_empty":
                 w["gender"] = ""
+            elif r["defect"] == "age_none_gender_u":
+                w["age"], w["gender"] = "None", "u"
         # folds: whole users, each to the fold with the fewest rows so far
         sizes = [0] * 5
         fold_of = {}
@@ -648,6 +672,8 @@ def _write_tables(layout: str, records: list[dict], root: Path) -> None:
                     w = r["written"]
                     lines.append("\t".join([r["user_id"], r["original_image"], str(r["face_id"]),
                                             w["age"], w["gender"], *map(str, r["geometry"])]))
+                    if r["defect"] == "duplicate_row":  # the same row again
+                        lines.append(lines[-1])
             (root / f"fold_{f}_data.txt").write_text("\n".join(lines) + "\n")
 
 
@@ -667,13 +693,15 @@ def _generate(root: Path, layout: str, n: int, seed: int, image_size: int, label
     else:
         _write_images(layout, records, map(_render_jpeg, tasks), root)
     _write_tables(layout, records, root)
-    defect_list = [dict(file=r["file"], kind=r["defect"], usable=r["defect"] not in _UNUSABLE)
+    defect_list = [dict(file=r["file"], kind=r["defect"], usable=r["defect"] not in _UNUSABLE,
+                        lacks=_LACKS.get(r["defect"], []))
                    for r in records if r["defect"]]
     if defects and layout == "afad":
         folders = sorted({str(Path(r["file"]).parent) for r in records})[:3]
         for folder in folders:
             (root / folder / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(56))
-            defect_list.append(dict(file=f"{folder}/Thumbs.db", kind="thumbs_db", usable=False))
+            defect_list.append(dict(file=f"{folder}/Thumbs.db", kind="thumbs_db", usable=False,
+                                    lacks=[]))
         for r in records:  # thumbs_db records are ordinary images
             r["defect"] = None
     manifest = dict(

@@ -2,8 +2,13 @@
 
 Two image sets share the naming: the aligned & cropped faces (one folder, ``UTKFace/``, names
 ending in the dlib chip suffix ``.jpg.chip.jpg``) and the in-the-wild photos (``part1/ part2/
-part3/``, plain ``.jpg``). A name that does not match the pattern exactly is excluded with the
-defect it has; the kit never guesses the missing field. See datasets.md.
+part3/``, plain ``.jpg``). A name whose structure is broken (a field missing or extra, a stray
+space, a missing dot, a wrong suffix) is excluded with the defect it has: with a field missing
+one cannot tell which, so the kit never guesses. A name with four fields where one label field
+is empty or out of range keeps the image for the other labels (``<NA>`` in that column, noted
+"kept without <label>: ..."); a name with no usable label is excluded under each reason. The
+date&time is not a label: a 16- or 18-digit one (three real names) loads, with a note. See
+datasets.md.
 """
 
 from __future__ import annotations
@@ -39,11 +44,14 @@ def _is_wild(folder: Path) -> bool:
 
 
 def parse_name(name: str, suffix: str) -> tuple[dict | None, str | None]:
-    """``(labels, None)`` for a well-formed UTKFace file name, else ``(None, defect)``.
+    """``(labels, None)`` for a UTKFace name whose structure is intact, else ``(None, defect)``.
 
     ``suffix`` is ``".jpg.chip.jpg"`` (aligned & cropped) or ``".jpg"`` (in the wild). The
     labels are ``age`` (int), ``gender`` (0 male, 1 female), ``race`` (a :data:`RACES` string)
-    and ``timestamp`` (the 17-digit date&time string). Lab 01.
+    and ``timestamp`` (the date&time digits as written), plus ``problems``: a list of
+    ``(column, reason)`` for each label field that is empty or out of range (its value is
+    None), and ``notes``: oddities that do not cost a label (a date&time that is not 17
+    digits). Lab 01.
     """
     if name != name.strip() or re.search(r"\s", name):
         return None, "malformed file name: stray whitespace"
@@ -57,20 +65,35 @@ def parse_name(name: str, suffix: str) -> tuple[dict | None, str | None]:
         return None, "malformed file name: a field is missing (expected age_gender_race_date&time)"
     if len(fields) > len(FIELDS):
         return None, "malformed file name: too many fields (expected age_gender_race_date&time)"
-    for field, value in zip(FIELDS, fields):
-        if not value:
-            return None, f"malformed file name: empty {field} field"
     age, gender, race, timestamp = fields
-    if not age.isdigit() or int(age) > MAX_AGE:
-        return None, f"malformed file name: age {age!r} is not 0..{MAX_AGE}"
-    if gender not in ("0", "1"):
-        return None, f"malformed file name: gender code {gender!r} is not 0 or 1"
-    if race not in ("0", "1", "2", "3", "4"):
-        return None, f"malformed file name: race code {race!r} is not 0..4"
-    if not (timestamp.isdigit() and len(timestamp) == 17):
-        return None, f"malformed file name: date&time {timestamp!r} is not 17 digits"
-    return {"age": int(age), "gender": int(gender), "race": RACES[int(race)],
-            "timestamp": timestamp}, None
+    if not timestamp.isdigit():
+        return None, (f"malformed file name: date&time {timestamp!r} is not digits"
+                      if timestamp else "malformed file name: empty date&time field")
+    labels = {"age": None, "gender": None, "race": None, "timestamp": timestamp,
+              "problems": [], "notes": []}
+    problems = labels["problems"]
+    if not age:
+        problems.append(("age", "malformed file name: empty age field"))
+    elif not age.isdigit() or int(age) > MAX_AGE:
+        problems.append(("age", f"malformed file name: age {age!r} is not 0..{MAX_AGE}"))
+    else:
+        labels["age"] = int(age)
+    if not gender:
+        problems.append(("gender", "malformed file name: empty gender field"))
+    elif gender not in ("0", "1"):
+        problems.append(("gender", f"malformed file name: gender code {gender!r} is not 0 or 1"))
+    else:
+        labels["gender"] = int(gender)
+    if not race:
+        problems.append(("race", "malformed file name: empty race field"))
+    elif race not in ("0", "1", "2", "3", "4"):
+        problems.append(("race", f"malformed file name: race code {race!r} is not 0..4"))
+    else:
+        labels["race"] = RACES[int(race)]
+    if len(timestamp) != 17:
+        labels["notes"].append(f"date&time has {len(timestamp)} digits, not 17 (not a label: "
+                               "the image loads)")
+    return labels, None
 
 
 def _read_folder(folder: Path, suffix: str, excluded: Exclusions, part: str | None,
@@ -85,6 +108,12 @@ def _read_folder(folder: Path, suffix: str, excluded: Exclusions, part: str | No
             if defect:
                 excluded.add(path, defect)
                 continue
+            problems, notes = labels.pop("problems"), labels.pop("notes")
+            has_label = any(labels[c] is not None for c in ("age", "gender", "race"))
+            if not excluded.row(path, problems, has_label):
+                continue
+            for note in notes:
+                excluded.note(path, note)
             record = {"path": str(path), "age_group": None, **labels}
             if part is not None:
                 record["part"] = part
@@ -97,8 +126,11 @@ def load_utkface(root: str | Path, verify: bool = False) -> pd.DataFrame:
     ``root`` is the aligned folder (``UTKFace/``), the in-the-wild folder (holding ``part1/
     part2/ part3/``), or a folder holding exactly one of them. Columns: the core columns
     (``age`` in years, ``age_group`` <NA>, ``race`` one of White, Black, Asian, Indian,
-    Others), ``timestamp`` (the name's 17-digit date&time) and, in the wild, ``part``.
-    Malformed names are in ``df.attrs["excluded"]``; ``attrs["variant"]`` says which set.
+    Others), ``timestamp`` (the name's date&time digits, 17 as documented) and, in the wild,
+    ``part``. Names with a broken structure are in ``df.attrs["excluded"]``; a name with one
+    empty or out-of-range label field is kept with ``<NA>`` there and a "kept without ..."
+    note in ``attrs["notes"]`` (the real ``53__0_20170116184028385.jpg`` keeps age and race),
+    as is a 16- or 18-digit date&time (not a label). ``attrs["variant"]`` says which set.
     ``verify=True`` also opens every image (see ``verify_images``).
     """
     root = find_root(root, "utkface", lambda p: _is_aligned(p) or _is_wild(p), EXPECTED)

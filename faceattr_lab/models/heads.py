@@ -79,6 +79,60 @@ class CoralRankMAE(keras.metrics.MeanMetricWrapper):
         return {"name": self.name, "dtype": self.dtype}
 
 
+def _masked_metric_functions():
+    return {
+        "accuracy": (keras.metrics.sparse_categorical_accuracy, "up"),
+        "binary_accuracy": (keras.metrics.binary_accuracy, "up"),
+        "mae": (keras.metrics.mean_absolute_error, "down"),
+        "coral_mae": (_coral_absolute_error, "down"),
+    }
+
+
+MASKED_METRICS = ("accuracy", "binary_accuracy", "mae", "coral_mae")
+
+
+@keras.saving.register_keras_serializable(package="faceattr_lab")
+class MaskedMetric(keras.metrics.MeanMetricWrapper):
+    """A head's metric over the rows that have its label (issue #9). Lab 02.
+
+    ``metric``: ``"accuracy"`` (sparse categorical), ``"binary_accuracy"`` (one sigmoid unit),
+    ``"mae"`` (regression) or ``"coral_mae"`` (ranks of ``fl.losses.coral_predict``). ``kind``
+    says which labels are missing, as in ``fl.losses.labelled_rows`` (-1 / NaN for
+    classification and ordinal, NaN for regression). A missing row gets weight 0; the result is
+    the weighted mean ``sum(m * w * v) / sum(m * w)`` over the rows seen, ``w`` the sample
+    weights Keras passes (1 without), as Keras' own mean metrics. ``compile_for`` uses one per
+    head, named ``name`` (default: ``metric``, or ``"mae"`` for ``"coral_mae"``).
+    """
+
+    def __init__(self, metric: str = "accuracy", kind: str = "classification", name=None,
+                 dtype=None):
+        functions = _masked_metric_functions()
+        if metric not in functions:
+            raise ValueError(f"metric={metric!r}; use one of {MASKED_METRICS}.")
+        if kind not in losses.MASK_KINDS:
+            raise ValueError(f"kind must be one of {losses.MASK_KINDS}, got {kind!r}.")
+        fn, direction = functions[metric]
+        super().__init__(fn, name=name or ("mae" if metric == "coral_mae" else metric),
+                         dtype=dtype)
+        self.metric, self.kind = metric, kind
+        self._direction = direction
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        labelled, filled = losses.labelled_rows(y_true, self.kind)
+        weights = ops.cast(labelled, self.dtype)
+        if sample_weight is not None:
+            weights = weights * ops.reshape(ops.cast(sample_weight, self.dtype), (-1,))
+        return super().update_state(filled, y_pred, sample_weight=weights)
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, "metric": self.metric,
+                "kind": self.kind}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
 def add_heads(features, schemes, hidden: int = 0, dropout: float = 0.0, name_prefix: str = "",
               regression_activation: str | None = None, binary_sigmoid: bool = False) -> dict:
     """One output head per label scheme on a feature tensor; returns ``{scheme.output: tensor}``.
@@ -128,16 +182,18 @@ def add_heads(features, schemes, hidden: int = 0, dropout: float = 0.0, name_pre
 
 
 def _loss_and_metrics(scheme, units: int | None = None):
-    if scheme.kind == "classification" and units == 1 and scheme.num_classes == 2:
-        return (keras.losses.BinaryCrossentropy(),
-                [keras.metrics.BinaryAccuracy(name="accuracy")])
-    if scheme.kind == "classification":
-        return (keras.losses.SparseCategoricalCrossentropy(),
-                [keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
-    if scheme.kind == "regression":
-        return keras.losses.MeanSquaredError(), [keras.metrics.MeanAbsoluteError(name="mae")]
-
-    return losses.CoralLoss(), [CoralRankMAE(name="mae")]
+    """The head's masked loss and metrics: missing labels (-1 / NaN) count for nothing."""
+    kind = scheme.kind
+    if kind == "classification" and units == 1 and scheme.num_classes == 2:
+        base, metric = keras.losses.BinaryCrossentropy(), "binary_accuracy"
+    elif kind == "classification":
+        base, metric = keras.losses.SparseCategoricalCrossentropy(), "accuracy"
+    elif kind == "regression":
+        base, metric = keras.losses.MeanSquaredError(), "mae"
+    else:
+        base, metric = losses.CoralLoss(), "coral_mae"
+    return (losses.MaskedLoss(base, kind),
+            [MaskedMetric(metric, kind, name="accuracy" if "accuracy" in metric else "mae")])
 
 
 def compile_for(model: keras.Model, schemes, optimizer="adam",
@@ -148,9 +204,15 @@ def compile_for(model: keras.Model, schemes, optimizer="adam",
     classification: sparse categorical cross-entropy, accuracy (a two-class head with one
     sigmoid unit: binary cross-entropy, binary accuracy); regression: MSE, MAE;
     ordinal: CORAL loss (``faceattr_lab.losses.CoralLoss``), MAE in ranks of the CORAL
-    prediction. ``optimizer`` is a name ("adam", "rmsprop", "sgd", ...) or an optimizer class
-    or instance. ``learning_rate=None`` means 1e-3 for a name or class and the instance's own
-    rate for an instance; a rate passed explicitly is always used, also for an instance (whose
+    prediction. Every loss is wrapped in ``fl.losses.MaskedLoss`` and every metric is a
+    :class:`MaskedMetric`, so a head learns and is scored only on the rows that have its label
+    (-1 for classification and ordinal, NaN for regression marks a missing one, as
+    ``make_dataset(..., missing="mask")`` yields them): a multi-task model learns from the
+    union of its tasks' rows. With every label present the losses equal the plain Keras ones
+    (sample weights included: the mean over labelled rows of ``weight * loss``).
+    ``optimizer`` is a name ("adam", "rmsprop", "sgd", ...) or an optimizer class or instance.
+    ``learning_rate=None`` means 1e-3 for a name or class and the instance's own rate for an
+    instance; a rate passed explicitly is always used, also for an instance (whose
     ``learning_rate`` is then set to it; an instance built with a ``LearningRateSchedule``
     raises ``ValueError``: change the schedule instead). ``loss_weights`` maps output names to
     weights (study C weighs age 2). The arguments are remembered on the model, so
