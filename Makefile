@@ -44,6 +44,7 @@ labresults: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/faceattr-lab bench pipeline
 	$(VENV)/bin/faceattr-lab bench models
+	$(VENV)/bin/faceattr-lab bench resume
 
 ## student: build the student versions of the labs (solutions removed) into outputs/student
 student: $(STAMP)

@@ -1,4 +1,5 @@
-"""Benchmarks: input-pipeline throughput, and seconds per epoch of each model family. Lab 02.
+"""Benchmarks: input-pipeline throughput, seconds per epoch of each model family, and what
+resume costs per epoch (``fl.train.fit`` against bare ``model.fit``). Lab 02.
 
 ``pipeline_throughput()`` writes its own synthetic 200x200 JPEGs (UTKFace's size) to a
 temporary folder and times three ways of turning them into ``image_size`` arrays:
@@ -260,6 +261,101 @@ def first_step_seconds(repeats: int = 3, image_size: int = 32,
                           "repeats": len(t)} for v, t in times.items()])
 
 
+def resume_overhead(n: int = 2000, image_size: int = 32, batch_size: int = 32, epochs: int = 3,
+                    repeats: int = 7, n_val: int = 500) -> pd.DataFrame:
+    """Seconds per epoch of bare ``model.fit`` and of ``fl.train.fit`` with resume on. Lab 02.
+
+    Lab 02's model (study C's custom CNN, age in years + gender) on ``n`` random in-memory
+    faces (``fl.pipeline.from_arrays``: shuffled, batch ``batch_size``) with ``n_val``
+    validation faces. Two identical models are built and traced first; then each repeat
+    times one call of ``epochs`` epochs of each variant, in alternating order, so load from
+    other processes falls on both alike: ``model.fit(train, validation_data=val)`` against
+    ``fl.train.fit(model, train, val, output_dir=<new folder>)`` (early stopping, CSV history,
+    fingerprint, checkpoint and final save included). Returns one row per variant with the
+    median, min and max wall seconds per epoch, ``overhead`` (median relative to bare fit),
+    the median CPU seconds per epoch of this process and ``cpu overhead``: on a machine shared
+    with other work, wall times swing by tens of percent and CPU time is the steadier figure.
+    """
+    if min(n, image_size, batch_size, epochs, repeats, n_val) <= 0:
+        raise ValueError("n, image_size, batch_size, epochs, repeats and n_val must be positive "
+                         "ints, e.g. resume_overhead(n=2000, epochs=3, repeats=5).")
+    import keras
+
+    import faceattr_lab as fl
+    from faceattr_lab import experiments
+
+    schemes = [fl.labels.years(116.0), fl.labels.get("gender")]
+    rng = np.random.default_rng(0)
+
+    def arrays(count):
+        images = rng.integers(0, 256, (count, image_size, image_size, 3), dtype=np.uint8)
+        return images, {"age": rng.uniform(0, 1, count).astype("float32"),
+                        "gender": rng.integers(0, 2, count)}
+
+    train_arrays, val_arrays = arrays(n), arrays(n_val)
+    shape = (image_size, image_size, 3)
+
+    def build():
+        fl.set_seed(0)
+        model = experiments.build_custom_cnn(experiments.DEFAULT_KNOBS, schemes, shape)
+        fl.models.compile_for(model, schemes, loss_weights={"age": 2.0})
+        return model
+
+    keras.utils.clear_session()
+    train_ds = fl.pipeline.from_arrays(*train_arrays, batch_size, training=True)
+    val_ds = fl.pipeline.from_arrays(*val_arrays, max(batch_size, experiments.EVAL_BATCH))
+    bare_model, kit_model = build(), build()
+    times = {"bare model.fit": [], "fl.train.fit (resumable)": []}
+    cpu = {variant: [] for variant in times}
+    with tempfile.TemporaryDirectory(prefix="faceattr_resume_bench_") as folder:
+        def bare(run_epochs):
+            bare_model.fit(train_ds, validation_data=val_ds, epochs=run_epochs, verbose=0,
+                           shuffle=False)  # as fl.train.fit: the pipeline shuffles itself
+
+        def kit(run_epochs, tag):
+            fl.train.fit(kit_model, train_ds, val_ds, epochs=run_epochs, verbose=0,
+                         output_dir=Path(folder) / tag)
+
+        bare(1)                 # trace both models before timing
+        kit(1, "warm-up")
+        for repeat in range(repeats):
+            order = list(times) if repeat % 2 == 0 else list(reversed(times))
+            for variant in order:
+                start, start_cpu = time.perf_counter(), time.process_time()
+                if variant == "bare model.fit":
+                    bare(epochs)
+                else:
+                    kit(epochs, f"run{repeat}")
+                times[variant].append((time.perf_counter() - start) / epochs)
+                cpu[variant].append((time.process_time() - start_cpu) / epochs)
+    base = float(np.median(times["bare model.fit"]))
+    base_cpu = float(np.median(cpu["bare model.fit"]))
+    return pd.DataFrame([{"variant": variant, "median s/epoch": float(np.median(values)),
+                          "min s/epoch": float(np.min(values)),
+                          "max s/epoch": float(np.max(values)),
+                          "overhead": float(np.median(values)) / base - 1.0,
+                          "median cpu s/epoch": float(np.median(cpu[variant])),
+                          "cpu overhead": float(np.median(cpu[variant])) / base_cpu - 1.0,
+                          "repeats": len(values)} for variant, values in times.items()])
+
+
+def print_resume_benchmark(n: int = 2000, epochs: int = 3, repeats: int = 7) -> pd.DataFrame:
+    """Run :func:`resume_overhead` and print the table, the overhead and the machine. Lab 02.
+
+    ``faceattr-lab bench resume`` calls this. Returns the table.
+    """
+    table = resume_overhead(n=n, epochs=epochs, repeats=repeats)
+    info = machine()
+    print(f"Resume overhead: lab 02's custom CNN at 32 px, {n} faces, batch 32, "
+          f"{epochs} epochs per call, median of {repeats} interleaved calls")
+    print(f"Machine: {info['cpu']}, {info['cores']} cores, TensorFlow {info['tensorflow']}")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    kit = table.set_index("variant").loc["fl.train.fit (resumable)"]
+    print(f"fl.train.fit costs {kit['overhead']:+.1%} wall time per epoch against bare "
+          f"model.fit ({kit['cpu overhead']:+.1%} CPU time).")
+    return table
+
+
 def print_model_benchmark(n: int = 1000, image_size: int = 64) -> pd.DataFrame:
     """Run :func:`model_epoch_times` and print the table and the machine. Lab 03."""
     table = model_epoch_times(n=n, image_size=image_size)
@@ -273,4 +369,5 @@ def print_model_benchmark(n: int = 1000, image_size: int = 64) -> pd.DataFrame:
 
 
 __all__ = ["pipeline_throughput", "print_pipeline_benchmark", "machine", "model_epoch_times",
-           "first_step_seconds", "print_model_benchmark"]
+           "first_step_seconds", "print_model_benchmark", "resume_overhead",
+           "print_resume_benchmark"]

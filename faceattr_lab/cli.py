@@ -11,6 +11,7 @@
     faceattr-lab labs grade LAB SUBMISSIONS [-p NAME VALUE ...] [--output DIR]
     faceattr-lab bench pipeline [--n N]
     faceattr-lab bench models [--n N] [--image-size PX]
+    faceattr-lab bench resume [--n N] [--epochs E] [--repeats R]
 
 Heavy modules (TensorFlow, pandas, papermill) load inside the command that needs them, so
 ``faceattr-lab --help`` answers at once. A mistake in the arguments prints one line to stderr
@@ -152,6 +153,13 @@ def _cmd_bench_models(args) -> int:
     return 0
 
 
+def _cmd_bench_resume(args) -> int:
+    from faceattr_lab import benchmarks
+
+    benchmarks.print_resume_benchmark(n=args.n, epochs=args.epochs, repeats=args.repeats)
+    return 0
+
+
 def _version(dist: str) -> str:
     try:
         return metadata.version(dist)
@@ -250,6 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=_positive_int, default=1000, help="images per epoch (1000)")
     p.add_argument("--image-size", type=_positive_int, default=64, help="pixels (64)")
     p.set_defaults(func=_cmd_bench_models)
+    p = bench_cmds.add_parser("resume", help="seconds per epoch of fl.train.fit (resumable) "
+                                             "against bare model.fit, and the overhead")
+    p.add_argument("--n", type=_positive_int, default=2000, help="training faces (2000)")
+    p.add_argument("--epochs", type=_positive_int, default=3, help="epochs per timed call (3)")
+    p.add_argument("--repeats", type=_positive_int, default=7,
+                   help="timed calls of each variant, interleaved; the median counts (7)")
+    p.set_defaults(func=_cmd_bench_resume)
 
     p = groups.add_parser("info", help="versions, GPU, data and output folders")
     p.set_defaults(func=_cmd_info)

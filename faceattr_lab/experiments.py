@@ -137,8 +137,13 @@ def run_grid(configs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame,
     ``"all"`` loss is the same weighted sum, so it compares with a joint network's. ``params``
     counts trainable and frozen weights (summed over separate networks); ``seconds_per_epoch``
     is training wall time over epochs run (the first epoch includes graph tracing); ``epochs``
-    is the number of epochs run. ``output_dir`` keeps each run's ``history.csv`` in
-    ``<output_dir>/<run>/seed<seed>`` (restarted, never resumed); ``None`` writes nothing.
+    is the number of epochs run. ``output_dir`` keeps each run's ``history.csv``, checkpoint
+    and final state in ``<output_dir>/<run>/seed<seed>``: run the grid again after a crash or
+    a disconnect and every (configuration, seed) run that had finished is skipped (its final
+    weights are loaded and scored again), the interrupted one continues from its last saved
+    epoch (``fl.train.fit``'s resume; ``params``, ``epochs`` and ``seconds_per_epoch`` count
+    the earlier sessions too). A run whose knobs, seed, epochs, images or labels changed
+    starts afresh, with a warning naming the change. ``None`` writes nothing.
     """
     from faceattr_lab import labels as labels_mod
 
@@ -161,6 +166,7 @@ def run_grid(configs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame,
         data["test"] = load_arrays(test_df, schemes, image_size)
     splits = [split for split in ("val", "test") if split in data]
     input_shape = data["train"][0].shape[1:]
+    images_id = _arrays_digest(data) if output_dir is not None else None
 
     tables = []
     for name, knobs in configs.items():
@@ -168,7 +174,7 @@ def run_grid(configs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame,
         weights = knobs["loss_weights"] or {}
         groups = [[s] for s in schemes] if knobs["separate"] else [schemes]
         for seed in seeds:
-            parts, params, seconds, epochs_run = [], 0, 0.0, 0
+            parts, params, seconds, epochs_run, statuses = [], 0, 0.0, 0, set()
             total_loss = dict.fromkeys(splits, 0.0)
             for group in groups:
                 out = None
@@ -178,12 +184,13 @@ def run_grid(configs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame,
                         out = out / group[0].output
                 result = _train_and_score(build_fn, knobs, group, data, splits, input_shape,
                                           seed, epochs, batch_size, early_stopping,
-                                          deterministic, out, ci)
-                table, losses, count, elapsed, ran = result
+                                          deterministic, out, ci, images_id)
+                table, losses, count, elapsed, ran, status = result
                 parts.append(table)
                 params += count
                 seconds += elapsed
                 epochs_run = max(epochs_run, ran)
+                statuses.add(status)
                 for split in splits:
                     total_loss[split] += sum(weights.get(s.output, 1.0) * losses[split][s.output]
                                              for s in group)
@@ -194,16 +201,34 @@ def run_grid(configs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame,
                                  seconds_per_epoch=seconds / max(epochs_run, 1))
             tables.append(table)
             if echo:  # validation only: test figures are read from the table, once
+                note = "".join(f" ({status})" for status in sorted(statuses - {"new"}))
                 print(f"{name} | seed {seed}: {epochs_run} epochs, "
                       f"{seconds / max(epochs_run, 1):.1f} s/epoch, "
-                      f"val loss {total_loss['val']:.4f}", flush=True)
+                      f"val loss {total_loss['val']:.4f}{note}", flush=True)
     return pd.concat(tables, ignore_index=True).reindex(columns=list(GRID_COLUMNS))
 
 
+def _arrays_digest(data: dict) -> str:
+    """A cheap hash of a grid's data: every label, and every image of a regular sample of
+    each split (about 256), with the shapes. Part of each run's resume fingerprint."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=12)
+    for split in sorted(data):
+        images, targets = data[split]
+        h.update(f"{split}{images.shape}{images.dtype}".encode())
+        h.update(np.ascontiguousarray(images[:: max(1, len(images) // 256)]).tobytes())
+        for output in sorted(targets):
+            h.update(output.encode() + np.ascontiguousarray(targets[output]).tobytes())
+    return h.hexdigest()
+
+
 def _train_and_score(build_fn, knobs, schemes, data, splits, input_shape, seed, epochs,
-                     batch_size, early_stopping, deterministic, output_dir, ci):
-    """One model: build, compile, fit, score on each split. Returns (tidy rows with a split
-    column, {split: {output: loss}}, params, seconds, epochs run)."""
+                     batch_size, early_stopping, deterministic, output_dir, ci,
+                     images_id=None):
+    """One model: build, compile, fit (resumed or skipped as ``fl.train.fit`` decides when
+    ``output_dir`` is set), score on each split. Returns (tidy rows with a split column,
+    {split: {output: loss}}, params, training seconds, epochs run, resume status)."""
     import faceattr_lab as fl
 
     fl.set_seed(seed, deterministic=deterministic)
@@ -224,11 +249,17 @@ def _train_and_score(build_fn, knobs, schemes, data, splits, input_shape, seed, 
     eval_batch = max(batch_size, EVAL_BATCH)
     eval_sets = {split: fl.pipeline.from_arrays(*subset(split), eval_batch) for split in splits}
 
+    # the run's identity beyond what fit sees itself (model, starting weights, data shapes,
+    # epochs): a changed knob, seed, batch size or image set starts it afresh
+    run_id = {"knobs": knobs, "heads": [s.output for s in schemes], "seed": seed,
+              "batch_size": batch_size, "deterministic": deterministic, "images": images_id}
     start = time.perf_counter()
     history = fl.train.fit(model, train_ds, eval_sets["val"], epochs=epochs,
-                           output_dir=output_dir, early_stopping=early_stopping, resume=False,
-                           verbose=0)
-    elapsed = time.perf_counter() - start
+                           output_dir=output_dir, early_stopping=early_stopping,
+                           fingerprint=run_id, verbose=0)
+    info = history.resume_info   # a resumed or skipped run counts its earlier sessions
+    elapsed = time.perf_counter() - start + info["seconds_before"]
+    ran = info["initial_epoch"] + len(history.epoch)
 
     tables, losses = [], {}
     for split in splits:
@@ -245,7 +276,8 @@ def _train_and_score(build_fn, knobs, schemes, data, splits, input_shape, seed, 
         tables.append(pd.concat([table.drop(columns="run"), head_losses],
                                 ignore_index=True).assign(split=split))
     params = fl.models.count_params(model)["total"]
-    return pd.concat(tables, ignore_index=True), losses, params, elapsed, len(history.epoch)
+    return (pd.concat(tables, ignore_index=True), losses, params, elapsed, ran,
+            info["status"])
 
 
 def compare_on_validation(grid: pd.DataFrame, a: str, b: str, task: str = "all",
@@ -327,7 +359,9 @@ def cross_validate(df: pd.DataFrame, schemes, build_fn, *, image_size, epochs: i
     ``summary_metrics``; ``None`` for every metric) and ``predictions`` (one row per image of
     the table, each predicted by the model that did not train on its fold; with ``path``,
     ``fold`` and ``user_id`` where present). ``output_dir`` keeps each fold's
-    ``history.csv`` under ``<output_dir>/fold<f>``.
+    ``history.csv``, checkpoint and final state under ``<output_dir>/fold<f>``: run again
+    after a crash, finished folds are loaded instead of trained and an interrupted one
+    continues (``fl.train.fit``'s resume; a changed seed, fold split or setting starts afresh).
     """
     import faceattr_lab as fl
     from faceattr_lab import evaluate, models, pipeline, train
@@ -378,8 +412,12 @@ def cross_validate(df: pd.DataFrame, schemes, build_fn, *, image_size, epochs: i
         if not getattr(model, "compiled", False):
             models.compile_for(model, schemes, optimizer=optimizer, learning_rate=learning_rate)
         out = None if output_dir is None else Path(output_dir) / f"fold{test_fold}"
+        fold_id = {"seed": seed, "test_fold": test_fold, "val_fold": held_out,
+                   "train_faces": pd.util.hash_pandas_object(
+                       parts["train"]["path"].astype(str), index=False).sum().item(),
+                   "image_size": image_size, "crop": crop, "augment": augment}
         history = train.fit(model, train_ds, val_ds, epochs=epochs, output_dir=out,
-                            early_stopping=early_stopping, resume=False, verbose=0)
+                            early_stopping=early_stopping, fingerprint=fold_id, verbose=0)
         metadata = parts["test"][metadata_columns].reset_index(drop=True)
         if oversample:
             fold_predictions = evaluate.predict_oversampled(model, test_ds, schemes, crop=crop,

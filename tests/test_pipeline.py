@@ -416,3 +416,22 @@ def test_a_corrupt_jpeg_stops_with_its_file_name(tmp_path):
         fl.evaluate.predict(model, ds, ["gender"])
     # an error that is not about decoding is left alone
     assert fl.pipeline.explain_decode_error(RuntimeError("shapes differ"), ds) is None
+
+
+def test_a_corrupt_jpeg_met_in_training_stops_fit_with_its_file_name(tmp_path):
+    import faceattr_lab as fl
+
+    rows = []
+    for i in range(8):
+        path = tmp_path / f"face{i}.jpg"
+        pixels = np.random.default_rng(i).integers(0, 255, (40, 40, 3)).astype(np.uint8)
+        Image.fromarray(pixels).save(path, quality=90)
+        rows.append({"path": str(path), "gender": i % 2})
+    broken = tmp_path / "face5.jpg"
+    broken.write_bytes(broken.read_bytes()[:300])
+    df = pd.DataFrame(rows).astype({"gender": "Int64"})
+    ds = fl.pipeline.make_dataset(df, ["gender"], 32, batch_size=4, training=True)
+    model = fl.models.custom_cnn((32, 32, 3), ["gender"], conv_filters=(4,), dense_units=4)
+    fl.models.compile_for(model, ["gender"])
+    with pytest.raises(ValueError, match=r"face5\.jpg.*faceattr-lab data verify"):
+        fl.train.fit(model, ds, epochs=1, verbose=0)

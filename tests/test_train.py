@@ -77,7 +77,8 @@ def test_resume_after_crash_gives_identical_weights(tmp_path):
 
     with pytest.raises(RuntimeError, match="simulated"):
         _run(tmp_path / "crashed", crash_at=1)          # dies after epoch 2 is checkpointed
-    assert (tmp_path / "crashed" / "backup" / "latest.weights.h5").exists()
+    # the crash (an exception between two epochs) saved epoch 2's state before propagating
+    assert (tmp_path / "crashed" / "backup" / "state.npz").exists()
     resumed_model, resumed_history = _run(tmp_path / "crashed")
 
     assert resumed_history.epoch == [2, 3]              # epochs 1-2 are not repeated
@@ -97,8 +98,8 @@ def test_shuffle_and_dropout_state_matter_for_resume(tmp_path, monkeypatch):
     full_model, _ = _run(tmp_path / "full", epochs=3)
     with pytest.raises(RuntimeError):
         _run(tmp_path / "crashed", crash_at=0, epochs=3)
-    monkeypatch.setattr(train, "_backup_state", lambda backup_dir: (1, 0))  # forget iterators
-    monkeypatch.setattr(train, "_seed_states", lambda model: [])            # forget RNG
+    monkeypatch.setattr(train, "_replay_shuffles", lambda ds, count: None)  # forget shuffles
+    monkeypatch.setattr(train, "_restore_rng", lambda model, arrays: None)   # forget RNG
     resumed_model, _ = _run(tmp_path / "crashed", epochs=3)
     differs = [not np.array_equal(a, b) for a, b in
                zip(full_model.get_weights(), resumed_model.get_weights())]
