@@ -38,3 +38,31 @@ def lab_results(tmp_path_factory):
         return cache[lab]
 
     return get
+
+
+@pytest.fixture()
+def face_table(tmp_path):
+    """``face_table(n, size)``: a table of ``n`` hand-made PNG faces of ``size`` px.
+
+    Gender alternates 0, 1, 0, ... and gender 1 is 100 grey levels brighter (a cue a tiny
+    model learns in one epoch); ages are 1, 3, 5, ... years; age_group and race are <NA>.
+    """
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    def make(n: int = 48, size: int = 32):
+        rng = np.random.default_rng(0)
+        rows = []
+        for i in range(n):
+            gender = i % 2
+            pixels = rng.integers(0, 128, (size, size, 3)) + 100 * gender
+            path = tmp_path / f"face{i}.png"
+            Image.fromarray(pixels.astype(np.uint8)).save(path)
+            rows.append({"path": str(path), "gender": gender, "age": 2 * i + 1})
+        df = pd.DataFrame(rows).astype({"gender": "Int64", "age": "Int64"})
+        df["age_group"] = pd.array([pd.NA] * n, dtype="string")
+        df["race"] = pd.array([pd.NA] * n, dtype="string")
+        return df
+
+    return make

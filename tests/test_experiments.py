@@ -5,27 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 import faceattr_lab as fl
 from faceattr_lab import experiments
 
 
 @pytest.fixture()
-def tiny_table(tmp_path):
-    """48 hand-made 32 px images: brighter for gender 1, ages 1..96 years."""
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(48):
-        gender = i % 2
-        pixels = rng.integers(0, 128, (32, 32, 3)) + 100 * gender
-        path = tmp_path / f"face{i}.png"
-        Image.fromarray(pixels.astype(np.uint8)).save(path)
-        rows.append({"path": str(path), "gender": gender, "age": 2 * i + 1})
-    df = pd.DataFrame(rows).astype({"gender": "Int64", "age": "Int64"})
-    df["age_group"] = pd.array([pd.NA] * len(df), dtype="string")
-    df["race"] = pd.array([pd.NA] * len(df), dtype="string")
-    return df
+def tiny_table(face_table):
+    """48 hand-made 32 px images: brighter for gender 1, ages 1..95 years."""
+    return face_table(48, 32)
 
 
 def test_ablation_configs_change_one_knob_at_a_time():

@@ -397,22 +397,27 @@ def test_from_arrays_carries_mask_values():
     np.testing.assert_array_equal(y["age"], targets["age"])
 
 
-def test_a_corrupt_jpeg_stops_with_its_file_name(tmp_path):
-    import faceattr_lab as fl
-
+def _faces_with_a_cut_jpeg(folder, n, broken):
+    """``n`` random 40 px JPEGs (gender alternating) whose file ``broken`` is cut short."""
     rows = []
-    for i in range(6):
-        path = tmp_path / f"{i}.jpg"
+    for i in range(n):
+        path = folder / f"face{i}.jpg"
         pixels = np.random.default_rng(i).integers(0, 255, (40, 40, 3)).astype(np.uint8)
         Image.fromarray(pixels).save(path, quality=90)
         rows.append({"path": str(path), "gender": i % 2})
-    broken = tmp_path / "3.jpg"
-    broken.write_bytes(broken.read_bytes()[:300])  # cut inside the entropy-coded data
-    df = pd.DataFrame(rows).astype({"gender": "Int64"})
+    cut = folder / f"face{broken}.jpg"
+    cut.write_bytes(cut.read_bytes()[:300])  # cut inside the entropy-coded data
+    return pd.DataFrame(rows).astype({"gender": "Int64"}), cut
+
+
+def test_a_corrupt_jpeg_stops_with_its_file_name(tmp_path):
+    import faceattr_lab as fl
+
+    df, broken = _faces_with_a_cut_jpeg(tmp_path, 6, broken=3)
     assert fl.pipeline.unreadable_files(df["path"]) == [str(broken)]
     ds = fl.pipeline.make_dataset(df, ["gender"], 32, batch_size=4)
     model = fl.models.custom_cnn((32, 32, 3), ["gender"], conv_filters=(4,), dense_units=4)
-    with pytest.raises(ValueError, match=r"could not decode 1 image file\(s\): .*3\.jpg.*verify"):
+    with pytest.raises(ValueError, match=r"could not decode 1 image file\(s\): .*face3\.jpg.*verify"):
         fl.evaluate.predict(model, ds, ["gender"])
     # an error that is not about decoding is left alone
     assert fl.pipeline.explain_decode_error(RuntimeError("shapes differ"), ds) is None
@@ -421,15 +426,7 @@ def test_a_corrupt_jpeg_stops_with_its_file_name(tmp_path):
 def test_a_corrupt_jpeg_met_in_training_stops_fit_with_its_file_name(tmp_path):
     import faceattr_lab as fl
 
-    rows = []
-    for i in range(8):
-        path = tmp_path / f"face{i}.jpg"
-        pixels = np.random.default_rng(i).integers(0, 255, (40, 40, 3)).astype(np.uint8)
-        Image.fromarray(pixels).save(path, quality=90)
-        rows.append({"path": str(path), "gender": i % 2})
-    broken = tmp_path / "face5.jpg"
-    broken.write_bytes(broken.read_bytes()[:300])
-    df = pd.DataFrame(rows).astype({"gender": "Int64"})
+    df, _ = _faces_with_a_cut_jpeg(tmp_path, 8, broken=5)
     ds = fl.pipeline.make_dataset(df, ["gender"], 32, batch_size=4, training=True)
     model = fl.models.custom_cnn((32, 32, 3), ["gender"], conv_filters=(4,), dense_units=4)
     fl.models.compile_for(model, ["gender"])

@@ -397,18 +397,8 @@ def test_a_skipped_frozen_phase_then_fit_without_recompile_behaves_as_uninterrup
 
 # ------------------------------------------------------------------ run_grid
 @pytest.fixture()
-def faces(tmp_path):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(40):
-        gender = i % 2
-        pixels = rng.integers(0, 128, (SIZE, SIZE, 3)) + 100 * gender
-        path = tmp_path / f"face{i}.png"
-        Image.fromarray(pixels.astype(np.uint8)).save(path)
-        rows.append({"path": str(path), "gender": gender, "age": 2 * i + 1})
-    return pd.DataFrame(rows).astype({"gender": "Int64", "age": "Int64"})
+def faces(face_table):
+    return face_table(40, SIZE)
 
 
 def test_run_grid_skips_finished_runs_and_retrains_a_changed_one(faces, tmp_path, monkeypatch):
