@@ -285,7 +285,7 @@ def test_manual_dataset_prints_steps_then_unpacks_placed_files(tmp_path, monkeyp
 
 
 def test_registry_is_complete():
-    expected = {"utkface": [23_708, 23_705], "fairface": [86_744, 10_954], "afad": [164_432],
+    expected = {"utkface": [23_708, 23_703], "fairface": [86_744, 10_954], "afad": [165_501],
                 "adience": [19_487]}
     assert set(dl.REGISTRY) == set(expected)
     for name, counts in expected.items():
