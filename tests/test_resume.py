@@ -26,46 +26,7 @@ from faceattr_lab import experiments, train
 SIZE = 16
 
 # The data and model of every test; the SIGKILL test runs the same source in subprocesses.
-BUILDERS = textwrap.dedent("""
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    import faceattr_lab as fl
-
-    SIZE = 16
-
-
-    def data(seed, n=48, batch=8):
-        rng = np.random.default_rng(seed)
-        y = rng.integers(0, 3, size=n)
-        x = (rng.uniform(0, 120, (n, SIZE, SIZE, 3)) + 60 * y[:, None, None, None])
-        x = x.astype("float32")
-        train_ds = (tf.data.Dataset.from_tensor_slices((x, {"race": y}))
-                    .shuffle(n, reshuffle_each_iteration=True).batch(batch))
-        val_ds = tf.data.Dataset.from_tensor_slices((x[:16], {"race": y[:16]})).batch(batch)
-        return train_ds, val_ds
-
-
-    def model(learning_rate=0.01):
-        images = keras.Input((SIZE, SIZE, 3))
-        x = keras.layers.Rescaling(1 / 255)(images)
-        x = keras.layers.RandomFlip("horizontal")(x)
-        x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(x)
-        x = keras.layers.GlobalAveragePooling2D()(x)
-        x = keras.layers.Dropout(0.3)(x)
-        out = keras.Model(images, {"race": keras.layers.Dense(3, activation="softmax",
-                                                               name="race")(x)})
-        out.compile(keras.optimizers.Adam(learning_rate),
-                    loss={"race": "sparse_categorical_crossentropy"},
-                    metrics={"race": ["accuracy"]})
-        return out
-
-
-    def fresh(seed=7):
-        fl.set_seed(seed)
-        return (*data(seed), model())
-""")
+BUILDERS = (Path(__file__).parent / "toy_training.py").read_text()
 _builders = types.ModuleType("resume_builders")
 exec(BUILDERS, _builders.__dict__)  # noqa: S102 - our own source, shared with the subprocess
 fresh, data = _builders.fresh, _builders.data
@@ -309,16 +270,11 @@ def test_a_finished_training_is_loaded_not_repeated(tmp_path):
     assert counter.epochs == [0, 1, 2] and history.resume_info["status"] == "new"
 
 
-RACE_TOY = types.SimpleNamespace(name="race_toy", output="race", kind="classification",
-                                 num_classes=3, classes=("a", "b", "c"))
+RACE_TOY = _builders.RACE_TOY
 
 
 def _encoder():
-    images = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Rescaling(1 / 255)(images)
-    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(images, x, name="encoder")
+    return _builders.encoder()
 
 
 def test_fit_supcon_rerun_skips_finished_phases_and_ends_as_an_uninterrupted_run(

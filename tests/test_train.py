@@ -16,40 +16,24 @@ import tensorflow as tf
 import faceattr_lab as fl
 from faceattr_lab import train
 
+import toy_training  # the tiny data and model shared with test_resume.py
+
 SIZE = 32
 
 
 def _data(seed, n=48, batch=8, classes=3):
     """Random 32 px images whose class sets a brightness offset; a reshuffling tf.data set."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, classes, size=n)
-    x = (rng.uniform(0, 120, size=(n, SIZE, SIZE, 3)) + 60 * y[:, None, None, None])
-    x = x.astype("float32")
-    train_ds = (tf.data.Dataset.from_tensor_slices((x, {"race": y}))
-                .shuffle(n, reshuffle_each_iteration=True).batch(batch))
-    val_ds = tf.data.Dataset.from_tensor_slices((x[:16], {"race": y[:16]})).batch(batch)
-    return train_ds, val_ds
+    return toy_training.data(seed, n=n, batch=batch, classes=classes, size=SIZE)
 
 
 def _model(classes=3):
     """Tiny CNN with a random augmentation layer and dropout (both draw from SeedGenerators)."""
-    images = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Rescaling(1 / 255)(images)
-    x = keras.layers.RandomFlip("horizontal")(x)
-    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    x = keras.layers.Dropout(0.3)(x)
-    model = keras.Model(images, {"race": keras.layers.Dense(classes, activation="softmax",
-                                                             name="race")(x)})
-    model.compile(keras.optimizers.Adam(0.01), loss={"race": "sparse_categorical_crossentropy"},
-                  metrics={"race": ["accuracy"]})
-    return model
+    return toy_training.model(classes=classes, size=SIZE)
 
 
 def _fresh(seed=7):
     """What a re-run notebook does: seed, then build data and model."""
-    fl.set_seed(seed)
-    return (*_data(seed), _model())
+    return toy_training.fresh(seed, size=SIZE)
 
 
 class _Crash(keras.callbacks.Callback):
@@ -211,11 +195,7 @@ def test_bad_arguments():
 
 # ------------------------------------------------------------------ SupCon phases
 def _tiny_encoder():
-    images = keras.Input((SIZE, SIZE, 3))
-    x = keras.layers.Rescaling(1 / 255)(images)
-    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(images, x, name="encoder")
+    return toy_training.encoder(size=SIZE)
 
 
 @pytest.mark.parametrize("views", [1, 2])
@@ -258,8 +238,7 @@ def test_fit_supcon_phases(tmp_path, monkeypatch, views):
                          train_ds, epochs_pretrain=1, epochs_classifier=1)
 
 
-RACE_TOY = types.SimpleNamespace(name="race_toy", output="race", kind="classification",
-                                 num_classes=3, classes=("a", "b", "c"))
+RACE_TOY = toy_training.RACE_TOY
 
 
 def _jitter(images):
