@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "config", "datasets", "labels", "pipeline", "models", "losses", "train", "evaluate",
     "plots", "widgets", "results", "checks", "runner", "grader", "cli", "notebooks", "benchmarks",
-    "experiments",
+    "experiments", "pretraining",
 )
 
 __all__ = ["__version__", "set_seed", *_SUBMODULES]

@@ -368,6 +368,66 @@ def print_model_benchmark(n: int = 1000, image_size: int = 64) -> pd.DataFrame:
     return table
 
 
+def transfer_gain(n: int = 3000, seeds=(42, 7, 8), image_size: int = 32) -> pd.DataFrame:
+    """Linear heads on frozen SmallVGG features: synthetic-pretrained vs random weights. Lab 03.
+
+    For each seed: the quick profile's synthetic UTKFace set of ``n`` faces (that seed), split
+    as lab 03 splits it; one logistic-regression head per task (scikit-learn, on features
+    standardised with the training split's statistics) on the pretrained backbone
+    (``fl.pretraining.synthetic_weights()``) and on the same network with random weights
+    (seeded); validation accuracy beside the majority class. One row per seed and task.
+    """
+    import keras
+    from sklearn.linear_model import LogisticRegression
+
+    from faceattr_lab import datasets, labels, pipeline, pretraining
+    from faceattr_lab.evaluate import majority_baseline
+    from faceattr_lab.models.backbones import backbone
+
+    weights = pretraining.synthetic_weights()
+    schemes = [labels.get("gender"), labels.get("age_fairface9"), labels.get("race_utk5")]
+    rows = []
+    for seed in seeds:
+        table, _ = labels.select(datasets.load("synthetic", layout="utkface", n=n, seed=seed),
+                                 schemes)
+        parts = pipeline.split(table, seed=seed, stratify=["gender", "race"])
+        images = {k: pipeline.load_images(part["path"].tolist(), image_size)
+                  for k, part in parts.items() if k in ("train", "val")}
+        truth = {k: {s.output: s.encode(parts[k]) for s in schemes} for k in images}
+        for name, source in (("pretrained", weights), ("random", None)):
+            keras.utils.set_random_seed(seed)
+            base = backbone("SmallVGG", (image_size, image_size, 3), weights=source)
+            feats = {k: base.predict(v, batch_size=256, verbose=0) for k, v in images.items()}
+            mean, std = feats["train"].mean(axis=0), feats["train"].std(axis=0)
+            std = np.where(std > 0, std, 1.0)
+            feats = {k: (v - mean) / std for k, v in feats.items()}
+            for scheme in schemes:
+                y_train, y_val = truth["train"][scheme.output], truth["val"][scheme.output]
+                head = LogisticRegression(max_iter=3000).fit(feats["train"], y_train)
+                rows.append({"seed": seed, "task": scheme.output, "weights": name,
+                             "accuracy": float(head.score(feats["val"], y_val)),
+                             "majority": majority_baseline(y_train, y_val)["accuracy"],
+                             "val faces": len(y_val)})
+            keras.backend.clear_session()
+    return pd.DataFrame(rows)
+
+
+def print_transfer_benchmark(n: int = 3000, seeds=(42, 7, 8)) -> pd.DataFrame:
+    """Run :func:`transfer_gain` and print per-task means and seed spreads. Lab 03."""
+    table = transfer_gain(n=n, seeds=seeds)
+    wide = table.pivot_table(index=["task", "seed"], columns="weights", values="accuracy")
+    wide["majority"] = table.groupby(["task", "seed"])["majority"].first()
+    summary = wide.groupby("task").agg(["mean", "std"]).round(3)
+    info = machine()
+    print(f"Linear heads on frozen SmallVGG features, validation accuracy; {n} synthetic faces "
+          f"per seed, seeds {list(seeds)}")
+    print(f"Machine: {info['cpu']}, {info['cores']} cores, TensorFlow {info['tensorflow']}")
+    print(wide.round(3).to_string())
+    print("\nmean and std over seeds")
+    print(summary.to_string())
+    return table
+
+
 __all__ = ["pipeline_throughput", "print_pipeline_benchmark", "machine", "model_epoch_times",
            "first_step_seconds", "print_model_benchmark", "resume_overhead",
-           "print_resume_benchmark"]
+           "print_resume_benchmark", "transfer_gain", "print_transfer_benchmark"]

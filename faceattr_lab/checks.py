@@ -138,72 +138,82 @@ def head_params(fn, strict: bool = True) -> bool | None:
     return _verdict("head_params", problems, strict)
 
 
-def fine_tune_step(fn, strict: bool = True) -> bool | None:
-    """Check lab 03's ``fine_tune(model, n_layers, learning_rate)`` on a hand-made model. Lab 03.
+def block_features(fn, strict: bool = True) -> bool | None:
+    """Check lab 03's ``block_features(backbone, layer_name)`` on a random SmallVGG. Lab 03.
 
-    The model is a nested "backbone" of three Dense layers (block1..block3, frozen) under a
-    gender head, compiled with Adam 1e-2 and trained once. After ``fn(model, 1, 1e-4)`` and one
-    more epoch, block3 must have changed, block1 and block2 must not, and the optimizer's
-    learning rate must be 1e-4: that only happens if ``fn`` re-compiled the model.
+    The answer must be a model taking [0, 255] images to the global average of the named inner
+    layer's feature map: the reference here scales the images to [-1, 1] by hand (SmallVGG's
+    "tf" preprocessing), runs the inner application up to that layer and averages in numpy.
     """
     import keras
     import numpy as np
 
+    from faceattr_lab.models.backbones import backbone
+
     keras.utils.set_random_seed(0)
-    features = keras.Input((4,), name="x")
-    hidden = features
-    for i in range(3):
-        hidden = keras.layers.Dense(3, activation="relu", name=f"block{i + 1}")(hidden)
-    backbone = keras.Model(features, hidden, name="backbone")
-    images = keras.Input((4,), name="image")
-    model = keras.Model(images, {"gender": keras.layers.Dense(
-        2, activation="softmax", name="gender")(backbone(images))})
-    backbone.trainable = False
-    model.compile(optimizer=keras.optimizers.Adam(1e-2),
-                  loss={"gender": "sparse_categorical_crossentropy"})
-    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
-    y = {"gender": (x[:, 0] > 0).astype("int32")}
-    model.fit(x, y, epochs=1, verbose=0)
-
+    base = backbone("SmallVGG", (32, 32, 3), weights=None)
+    application = base.get_layer("smallvgg_application")
+    images = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
     problems = []
-    try:
-        returned = fn(model, 1, 1e-4)
-    except Exception as error:
-        return _verdict("fine_tune", [f"fine_tune(model, 1, 1e-4) raised {error!r}."], strict)
-    model = returned if isinstance(returned, keras.Model) else model
-    before = {layer.name: [w.numpy().copy() for w in layer.weights]
-              for layer in backbone.layers[1:]}
-    model.fit(x, y, epochs=1, verbose=0)
-    changed = {name: any(not np.array_equal(old, new.numpy())
-                         for old, new in zip(weights, backbone.get_layer(name).weights))
-               for name, weights in before.items()}
-    if not changed["block3"]:
-        problems.append("block3 (the top layer) did not change in training: it is either still "
-                        "frozen or the model was not re-compiled after setting trainable.")
-    for name in ("block1", "block2"):
-        if changed[name]:
-            problems.append(f"{name} changed: only the top n_layers=1 layer should be trainable.")
-    rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
-    if abs(rate - 1e-4) > 1e-9:
-        problems.append(f"the optimizer's learning rate is {rate:g}, expected 1e-4.")
-    return _verdict("fine_tune", problems, strict)
-
-
-def min_input_size(fn, strict: bool = True) -> bool | None:
-    """Check lab 03's ``min_input_size(name)`` against keras.applications' documented minimum
-    input sides (Xception 71, InceptionResNetV2 75, the others 32). Lab 03."""
-    cases = {"Xception": 71, "InceptionResNetV2": 75, "MobileNetV2": 32, "VGG19": 32,
-             "ResNet152V2": 32, "DenseNet201": 32}
-    problems = []
-    for name, expected in cases.items():
+    for layer, width in (("block2_pool", 64), ("block3_relu2", 128)):
+        inner = keras.Model(application.input, application.get_layer(layer).output)
+        expected = inner.predict(images / 127.5 - 1.0, verbose=0).mean(axis=(1, 2))
         try:
-            got = fn(name)
+            got = np.asarray(fn(base, layer).predict(images, verbose=0))
         except Exception as error:
-            problems.append(f"min_input_size({name!r}) raised {error!r}.")
-            continue
+            problems.append(f"block_features(backbone, {layer!r}) raised {error!r}; the layer "
+                            "lives in the nested application: backbone.get_layer("
+                            "'smallvgg_application').get_layer(name).")
+            break
+        if got.ndim != 2:
+            problems.append(f"{layer}: the output has shape {got.shape}; pool the feature map "
+                            "to one vector per image (GlobalAveragePooling2D).")
+        elif got.shape[-1] != width:
+            problems.append(f"{layer}: {got.shape[-1]} features, expected {width}: take the "
+                            "named layer's output, not the backbone's top.")
+        elif not np.allclose(got, expected, rtol=1e-4, atol=1e-4):
+            problems.append(f"{layer}: the features differ from the layer's pooled output; does "
+                            "your model still scale the images like the backbone (its "
+                            "'preprocess' layer) before the application's layers?")
+    return _verdict("block_features", problems, strict)
+
+
+def _feature_side(side: int, layers) -> int:
+    for kernel, stride, padding in layers:
+        side = -(-side // stride) if padding == "same" else (side - kernel) // stride + 1
+    return side
+
+
+def feature_side(fn, strict: bool = True) -> bool | None:
+    """Check lab 03's ``feature_side(side, layers)`` on hand-worked stacks. Lab 03.
+
+    ``layers`` is a list of ``(kernel, stride, padding)``; "same" keeps ceil(side / stride),
+    "valid" keeps floor((side - kernel) / stride) + 1 (as Keras computes them).
+    """
+    cases = [
+        (32, [(2, 2, "valid")] * 4, 2),  # SmallVGG's four pools
+        (16, [(2, 2, "valid")] * 4, 1),
+        (33, [(3, 2, "same")], 17),  # "same" rounds up
+        (33, [(3, 2, "valid")], 16),
+        (71, [(3, 2, "valid"), (3, 1, "valid")], 33),  # Xception's stem
+        (100, [(7, 2, "same"), (3, 2, "same")], 25),  # ResNet's stem
+        (75, [(3, 2, "valid"), (3, 1, "valid"), (3, 1, "same"), (3, 2, "valid")], 17),
+    ]
+    problems = []
+    for side, layers, expected in cases:
+        assert _feature_side(side, layers) == expected  # the cases are worked by hand
+        try:
+            got = fn(side, layers)
+        except Exception as error:
+            problems.append(f"feature_side({side}, {layers}) raised {error!r}.")
+            break
         if got != expected:
-            problems.append(f"min_input_size({name!r}) returned {got!r}, expected {expected}.")
-    return _verdict("min_input_size", problems, strict)
+            kinds = {padding for _, _, padding in layers}
+            hint = ("'same' padding rounds up: ceil(side / stride)" if "same" in kinds
+                    else "'valid' padding drops the border: floor((side - kernel) / stride) + 1")
+            problems.append(f"feature_side({side}, {layers}) = {got!r}, expected {expected}: "
+                            f"{hint}.")
+    return _verdict("feature_side", problems, strict)
 
 
 def mae_to_years(fn, strict: bool = True) -> bool | None:

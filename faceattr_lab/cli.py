@@ -160,6 +160,26 @@ def _cmd_bench_resume(args) -> int:
     return 0
 
 
+def _cmd_bench_transfer(args) -> int:
+    from faceattr_lab import benchmarks
+
+    benchmarks.print_transfer_benchmark(n=args.n, seeds=tuple(args.seeds))
+    return 0
+
+
+def _cmd_weights(args) -> int:
+    from faceattr_lab import pretraining
+
+    path = pretraining.synthetic_weights(rebuild=args.rebuild, verbose=2 if args.verbose else 0)
+    manifest = pretraining.cached(path)
+    print(f"SmallVGG pretrained on synthetic attribute faces: {path}")
+    print(f"  made in {manifest['seconds']} s; sha256 {manifest['sha256'][:16]}...")
+    for name, scores in manifest["validation"].items():
+        print(f"  {name:<10} validation accuracy {scores['accuracy']:.3f} "
+              f"(majority {scores['majority']:.3f})")
+    return 0
+
+
 def _version(dist: str) -> str:
     try:
         return metadata.version(dist)
@@ -265,6 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=_positive_int, default=7,
                    help="timed calls of each variant, interleaved; the median counts (7)")
     p.set_defaults(func=_cmd_bench_resume)
+    p = bench_cmds.add_parser("transfer", help="linear heads on the synthetic-pretrained SmallVGG "
+                                               "against random weights and the majority class")
+    p.add_argument("--n", type=_positive_int, default=3000, help="synthetic faces per seed (3000)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[42, 7, 8], help="data seeds (42 7 8)")
+    p.set_defaults(func=_cmd_bench_transfer)
+
+    p = groups.add_parser("weights", help="pretrain (once) the SmallVGG backbone the quick "
+                                          "profile uses, and print where it is")
+    p.add_argument("--rebuild", action="store_true", help="train again even if cached")
+    p.add_argument("--verbose", action="store_true", help="one line per training epoch")
+    p.set_defaults(func=_cmd_weights)
 
     p = groups.add_parser("info", help="versions, GPU, data and output folders")
     p.set_defaults(func=_cmd_info)

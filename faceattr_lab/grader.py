@@ -8,6 +8,7 @@ profile, and scores it by the lab's self-checks (``fl.checks``):
   submission, so deleting or editing a check cell does not change the grade.
 * The kernel runs in grading mode (``FACEATTR_LAB_GRADING=1``): a failed check prints what is off
   instead of stopping the notebook, and a cell that raises does not stop the cells after it.
+  It is started by ``fl.runner.execute``, as a lab run's is: quiet, whatever the shell sets.
 * A grading cell appended to the submission calls every teacher check on the student's object
   (e.g. ``fl.checks.mae_to_years(mae_to_years)``) and records each verdict and its message in
   the run's ``results.json``. An object that is missing or raises fails its check, with the

@@ -4,10 +4,16 @@ Every function builds a matplotlib Figure with labelled axes and a title and *re
 without showing it (no ``plt.show()``; the figure is closed in pyplot so loops do not pile up
 open figures). In a notebook, end the cell with the call (or the figure) to display it once;
 ``save(fig, path)`` writes a PNG. Tables come from ``faceattr_lab.evaluate``.
+
+Charts display as PNG at ``DISPLAY_DPI``; photo grids (``image_grid``) are a
+:class:`PhotoFigure`, which a notebook shows as one JPEG (photos in PNG would make an executed
+notebook megabytes large). Both keep a readable ``text/plain`` for headless views.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,20 +21,81 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-DPI = 120
+DPI = 120  # saved PNG files
+DISPLAY_DPI = 100  # figures shown in a notebook (PNG charts, JPEG photo grids)
+JPEG_QUALITY = 75  # photo grids shown in a notebook
 RIGHT_COLOR = "tab:green"
 WRONG_COLOR = "tab:red"
+BASELINE_COLOR = "black"
 _MISSING = "<NA>"
 _MAX_ANNOTATED_CLASSES = 12
+_BAR_LABEL_POINTS = 7  # font size of the value written on each bar
 
 
 def _figure(nrows: int = 1, ncols: int = 1, **kwargs):
     """``plt.subplots`` whose figure is released from pyplot: returned, never auto-shown."""
+    kwargs.setdefault("dpi", DISPLAY_DPI)
     fig, axes = plt.subplots(nrows, ncols, **kwargs)
     plt.close(fig)
     return fig, axes
+
+
+class PhotoFigure(Figure):
+    """A figure of photos (what ``image_grid`` returns): a notebook shows it as a JPEG. Lab 00.
+
+    A grid of faces stored as PNG takes about a megabyte, as JPEG a sixth of that, so executed
+    notebooks stay small. Everything else is a normal matplotlib ``Figure``: ``save`` still
+    writes a PNG, ``to_jpeg()`` gives the bytes shown, and its ``text/plain`` says what the
+    grid holds (for headless and text views).
+    """
+
+    def to_jpeg(self, dpi: float | None = None, quality: int = JPEG_QUALITY) -> bytes:
+        """The figure as JPEG bytes at ``dpi`` (default: the figure's own)."""
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="jpeg", dpi=dpi or self.dpi, bbox_inches="tight",
+                     facecolor="white", pil_kwargs={"quality": int(quality)})
+        return buffer.getvalue()
+
+    def describe(self) -> str:
+        """One line for text views: the title and how many images the grid holds."""
+        images = sum(bool(ax.get_images()) for ax in self.axes)
+        title = self.get_suptitle() or "image grid"
+        width, height = (self.get_size_inches() * self.dpi).round().astype(int)
+        return f"<{title}: {images} images, a {width}x{height} px JPEG>"
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        _register_photo_display()
+        return {"image/jpeg": base64.b64encode(self.to_jpeg()).decode("ascii"),
+                "text/plain": self.describe()}
+
+    def __repr__(self) -> str:
+        return self.describe()
+
+
+def _no_display(_fig):
+    return None
+
+
+def _register_photo_display() -> None:
+    """In IPython, stop the inline backend's PNG (SVG, PDF) printers for ``PhotoFigure``.
+
+    They are registered for ``Figure`` and would add a PNG beside the JPEG of
+    ``PhotoFigure._repr_mimebundle_``; a printer that returns None adds nothing.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython comes with Jupyter
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    for mime, formatter in shell.display_formatter.formatters.items():
+        if mime.startswith("image/") or mime == "application/pdf":
+            if formatter.type_printers.get(PhotoFigure) is not _no_display:
+                formatter.for_type(PhotoFigure, _no_display)
 
 
 def save(fig, path: str | Path) -> Path:
@@ -199,12 +266,19 @@ def group_bars(breakdown_table: pd.DataFrame, metric: str = "accuracy", by: str 
 
 
 def compare_runs(table: pd.DataFrame, metric: str, x: str = "run", hue: str | None = "task",
-                 title: str | None = None):
+                 title: str | None = None, *, baseline=None,
+                 baseline_label: str = "no-learning baseline"):
     """Bars of one metric across runs, with std error bars over repeats. Lab 02.
 
     Takes a tidy table (``evaluate``/``compare``: several rows per ``x`` and ``hue`` are
     averaged and their std drawn) or a ``summarize`` result (its ``mean`` and ``std``).
     Every table that compares runs in a lab gets this plot beside it.
+
+    ``baseline`` draws what no learning scores as a dashed line, named ``baseline_label`` in
+    the legend: a number (one line across the plot, e.g. the mean-age MAE) or a dict
+    ``{hue value: number}`` (with ``hue=None``: ``{x value: number}``) for one short line over
+    each of that group's bars, e.g. each task's majority-class accuracy. Each bar's value
+    label moves off the line (and sits on a white box), so the line never strikes through it.
     """
     if "metric" not in table.columns or metric not in set(table["metric"]):
         have = sorted(table["metric"].unique()) if "metric" in table.columns else []
@@ -222,9 +296,11 @@ def compare_runs(table: pd.DataFrame, metric: str, x: str = "run", hue: str | No
         stats = rows.groupby(keys, sort=False)["value"].agg(["mean", "std"]).reset_index()
     xs = list(dict.fromkeys(stats[x]))
     hues = list(dict.fromkeys(stats[hue])) if len(keys) == 2 else [None]
+    lines = _baseline_lines(baseline, xs, hues, x, hue if len(keys) == 2 else None)
     fig, ax = _figure(figsize=(max(5.0, 0.8 * len(xs) * len(hues) + 2), 4))
     width = 0.8 / len(hues)
     repeated = stats["std"].notna().any()  # single runs have no spread: draw no error bars
+    drawn = []  # (bars, means, per-bar baseline or NaN)
     for i, h in enumerate(hues):
         part = stats if h is None else stats[stats[hue] == h]
         part = part.set_index(x).reindex(xs)
@@ -232,18 +308,114 @@ def compare_runs(table: pd.DataFrame, metric: str, x: str = "run", hue: str | No
         bars = ax.bar(positions, part["mean"], width,
                       yerr=part["std"].fillna(0) if repeated else None, capsize=4,
                       label=None if h is None else str(h))
-        ax.bar_label(bars, labels=[f"{v:.3g}" if pd.notna(v) else "" for v in part["mean"]],
-                     fontsize=7, padding=2, label_type="center")
+        levels = [lines[None] if None in lines else lines.get(v if h is None else h, np.nan)
+                  for v in xs]
+        drawn.append((bars, part["mean"].to_numpy(dtype=float), np.asarray(levels, float),
+                      part["std"].fillna(0).to_numpy(dtype=float) if repeated
+                      else np.zeros(len(xs))))
+    _draw_baselines(ax, drawn, lines, width, baseline_label)
+    _bar_value_labels(ax, fig, drawn)
     ax.set_xticks(np.arange(len(xs)), [str(v) for v in xs])
     if max(len(str(v)) for v in xs) > 10:
         ax.tick_params(axis="x", labelrotation=30)
     default = f"{metric} by {x}" + (" (error bars: std)" if repeated else "")
     ax.set(xlabel=x, ylabel=metric, title=title or default)
-    if hues != [None]:
-        ax.legend(title=hue, fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))  # off the bars
+    if hues != [None] or lines:
+        ax.legend(title=hue if hues != [None] else None, fontsize="small", loc="upper left",
+                  bbox_to_anchor=(1.01, 1))  # off the bars
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
+    _rotate_crowded_ticks(fig, ax)
     return fig
+
+
+def _rotate_crowded_ticks(fig, ax) -> None:
+    """Tilt the x tick labels when, laid out, neighbours touch; then lay out again."""
+    boxes = [t.get_window_extent() for t in ax.get_xticklabels() if t.get_text()]
+    if any(a.x1 + 2 > b.x0 for a, b in zip(boxes, boxes[1:])):
+        ax.tick_params(axis="x", labelrotation=30)
+        fig.tight_layout()
+
+
+def _baseline_lines(baseline, xs, hues, x, hue) -> dict:
+    """``compare_runs``' baseline as ``{None: level}`` (one line) or ``{group: level}``."""
+    if baseline is None:
+        return {}
+    if isinstance(baseline, Mapping):
+        groups, name = (hues, hue) if hue is not None else (xs, x)
+        unknown = [k for k in baseline if k not in groups]
+        if unknown:
+            raise ValueError(f"baseline has keys {unknown} that are not {name} values; give "
+                             f"one number per {name} among {groups}, or a single number.")
+        levels = dict(baseline)
+    else:
+        levels = {None: baseline}
+    for key, value in levels.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer,
+                                                             np.floating)) \
+                or not np.isfinite(value):
+            raise ValueError(f"baseline{'' if key is None else f'[{key!r}]'} must be a finite "
+                             f"number (what no learning scores), got {value!r}.")
+        levels[key] = float(value)
+    return levels
+
+
+def _draw_baselines(ax, drawn, lines, width, label) -> None:
+    if not lines:
+        return
+    style = dict(color=BASELINE_COLOR, linestyle="--", linewidth=1.3, zorder=3)
+    if set(lines) == {None}:
+        ax.axhline(lines[None], label=label, **style)
+        return
+    xs, ys = [], []
+    for bars, _means, levels, _std in drawn:
+        for bar, level in zip(bars, levels):
+            if np.isnan(level):
+                continue
+            middle = bar.get_x() + bar.get_width() / 2
+            xs += [middle - 0.55 * width, middle + 0.55 * width, np.nan]
+            ys += [level, level, np.nan]
+    ax.plot(xs, ys, label=label, **style)
+
+
+def _bar_value_labels(ax, fig, drawn) -> None:
+    """Write each bar's mean on it, away from the baseline and error bar (``compare_runs``)."""
+    tops = [np.nanmax(np.concatenate([m + s, levels]))
+            for _b, m, levels, s in drawn if np.isfinite(np.concatenate([m + s, levels])).any()]
+    bottoms = [np.nanmin(np.concatenate([m - s, levels]))
+               for _b, m, levels, s in drawn if np.isfinite(np.concatenate([m - s, levels])).any()]
+    if tops and min(bottoms + [0.0]) >= 0:
+        ax.set_ylim(0, max(tops) * 1.12 if max(tops) > 0 else 1)
+    low, high = ax.get_ylim()
+    axes_pixels = fig.get_size_inches()[1] * fig.dpi * 0.72  # about the axes' share
+    text = (_BAR_LABEL_POINTS / 72 * fig.dpi) * (high - low) / axes_pixels  # label height
+    clear = 0.8 * text  # from the label's centre to a line it must not touch
+    for bars, means, levels, std in drawn:
+        for bar, mean, level, spread in zip(bars, means, levels, std):
+            if np.isnan(mean):
+                continue
+            y = _label_height(mean, level, spread, text, clear)
+            ax.text(bar.get_x() + bar.get_width() / 2, y, f"{mean:.3g}", ha="center",
+                    va="center", fontsize=_BAR_LABEL_POINTS, zorder=4,
+                    bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none",
+                              alpha=0.85))
+
+
+def _label_height(mean: float, level: float, spread: float, text: float, clear: float) -> float:
+    """Where a bar's value label goes: the bar's centre, unless the baseline passes there;
+    then the middle of the longer stretch of bar on either side of the line, or above the
+    bar (and its error bar) when neither stretch fits the label."""
+    centre = mean / 2
+    if np.isnan(level) or abs(centre - level) >= clear:
+        return centre
+    lo, hi = sorted((0.0, mean))
+    if lo < level < hi:
+        below, above = (lo, level), (level, hi)
+        part = max(below, above, key=lambda seg: seg[1] - seg[0])
+        if part[1] - part[0] >= 2 * clear:
+            return (part[0] + part[1]) / 2
+    top = max(mean + spread, level) if mean >= 0 else min(mean - spread, level)
+    return top + (clear + text / 2) * (1 if mean >= 0 else -1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,7 +575,9 @@ def image_grid(images_or_paths, titles: Sequence[str] | None = None, true=None, 
 
     ``images_or_paths`` is an array (N, H, W, 3) in [0, 255] (a pipeline batch), a list of
     arrays, or image file paths. ``true``/``pred`` are class indices (named via
-    ``class_names``) or names. At most ``max_images`` are drawn, and the title says so.
+    ``class_names``) or names. At most ``max_images`` are drawn, and the title says so. The
+    title sits above the first row (constrained layout); the figure is a :class:`PhotoFigure`,
+    shown in a notebook as a JPEG.
     """
     images = _load_images(images_or_paths)
     total = len(images)
@@ -418,9 +592,10 @@ def image_grid(images_or_paths, titles: Sequence[str] | None = None, true=None, 
     shown = min(total, max_images)
     ncols = min(ncols, shown)
     nrows = math.ceil(shown / ncols)
-    lines = 1 + (titles is not None) + (true is not None) + (pred is not None)
-    fig, axes = _figure(nrows, ncols, figsize=(1.7 * ncols, (1.5 + 0.25 * lines) * nrows + 0.4),
-                        squeeze=False)
+    lines = (titles is not None) + (true is not None) + (pred is not None)
+    _register_photo_display()
+    fig, axes = _figure(nrows, ncols, figsize=(1.1 * ncols, (1.1 + 0.16 * lines) * nrows + 0.4),
+                        squeeze=False, FigureClass=PhotoFigure, layout="constrained")
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i >= shown:
@@ -439,8 +614,7 @@ def image_grid(images_or_paths, titles: Sequence[str] | None = None, true=None, 
         if text:
             ax.set_title("\n".join(text), fontsize=8, color=color)
     suffix = f" (first {shown} of {total})" if shown < total else ""
-    fig.suptitle(title + suffix)
-    fig.tight_layout()
+    fig.suptitle(title + suffix)  # constrained layout keeps it clear of the first row
     return fig
 
 
@@ -491,6 +665,9 @@ def distribution(df: pd.DataFrame, column: str, hue: str | None = None, bins: in
     e.g. age groups), with missing values counted as a ``<NA>`` bar
     (gender 0/1 shows as male/female), and other numbers a histogram whose title counts the
     missing ones. ``hue`` splits the bars or stacks the histogram by another column.
+    The histogram has at most ``bins`` bins, cut by :func:`histogram_edges`: whole numbers
+    (ages in years) get bins of a whole number of values, so no bin holds more ages than
+    another and shows a peak that is not in the data.
     """
     import seaborn as sns
 
@@ -506,8 +683,12 @@ def distribution(df: pd.DataFrame, column: str, hue: str | None = None, bins: in
     if kind == "hist":
         missing = int(data[column].isna().sum())
         values = data.dropna(subset=[column]).astype({column: float})
-        sns.histplot(data=values, x=column, hue=hue, bins=bins, multiple="stack", ax=ax)
+        edges = histogram_edges(values[column], bins)
+        sns.histplot(data=values, x=column, hue=hue, bins=edges, multiple="stack", ax=ax)
+        width = edges[1] - edges[0] if len(edges) > 1 else 1
+        whole = _is_whole(values[column].to_numpy())
         note = f", {missing} missing" if missing else ""
+        note += f", {int(width)} values per bin" if whole and width > 1 else ""
         ax.set(xlabel=column, ylabel="images",
                title=title or f"Distribution of {column} ({len(values)} images{note})")
     else:
@@ -525,6 +706,40 @@ def distribution(df: pd.DataFrame, column: str, hue: str | None = None, bins: in
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def histogram_edges(values, bins: int = 30) -> np.ndarray:
+    """Bin edges for a histogram of ``values`` with at most ``bins`` bins. Lab 01.
+
+    Whole numbers (ages in years) get bins of ``w`` whole values each, edges at ``k - 0.5``
+    and the bins aligned on multiples of ``w`` (w = 5: ages 0-4, 5-9, ...), with the
+    smallest ``w`` that needs at most ``bins`` bins. Equal-width bins on whole numbers would
+    hold three ages in some bins and two in others, a peak that is not in the data. Other
+    numbers get ``bins`` equal-width bins from the minimum to the maximum (numpy's edges).
+    """
+    if not isinstance(bins, (int, np.integer)) or isinstance(bins, bool) or bins < 1:
+        raise ValueError(f"bins must be a positive int (the most bins to draw), got {bins!r}.")
+    array = np.asarray(pd.Series(values).dropna().to_numpy(dtype=float), dtype=float)
+    array = array[np.isfinite(array)]
+    if array.size == 0:
+        raise ValueError("histogram_edges needs at least one finite value.")
+    if not _is_whole(array):
+        return np.histogram_bin_edges(array, bins=int(bins))
+    lo, hi = int(array.min()), int(array.max())
+    width = max(1, math.ceil((hi - lo + 1) / bins))
+    while True:
+        start = math.floor(lo / width) * width
+        count = math.floor((hi - start) / width) + 1
+        if count <= bins:
+            break
+        width += 1
+    return start - 0.5 + width * np.arange(count + 1)
+
+
+def _is_whole(array) -> bool:
+    array = np.asarray(array, dtype=float)
+    array = array[np.isfinite(array)]
+    return bool(array.size) and bool(np.all(array == np.round(array)))
 
 
 def crosstab_heatmap(df: pd.DataFrame, row: str, col: str, normalize: bool | str = False,
@@ -589,4 +804,5 @@ def _as_category(series: pd.Series, name: str) -> pd.Series:
 
 __all__ = ["DPI", "save", "training_curves", "confusion_matrix", "group_bars", "compare_runs",
            "paired_seeds",
-           "age_error", "embedding", "image_grid", "distribution", "crosstab_heatmap"]
+           "age_error", "embedding", "image_grid", "PhotoFigure", "distribution", "histogram_edges",
+           "crosstab_heatmap", "DISPLAY_DPI", "JPEG_QUALITY"]

@@ -107,10 +107,11 @@ def _show(name: str, value) -> None:
         text = text[:197] + "..."
     try:
         from IPython import get_ipython
-        from IPython.display import Markdown, display
+        from IPython.display import display
 
-        if get_ipython() is not None:
-            display(Markdown(f"**recorded** `{name}` = `{text}`"))
+        if get_ipython() is not None:  # Markdown in JupyterLab, plain text in text views
+            display({"text/markdown": f"**recorded** `{name}` = `{text}`",
+                     "text/plain": f"recorded {name} = {text}"}, raw=True)
             return
     except ImportError:  # pragma: no cover
         pass

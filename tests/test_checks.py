@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 
 import keras
@@ -31,19 +32,25 @@ def _four(races):
     return out
 
 
-def _fine_tune_without_compile(model, n_layers, learning_rate):
-    backbone = model.get_layer("backbone")
-    backbone.trainable = True
-    for layer in backbone.layers[:-n_layers]:
-        layer.trainable = False
-    return model
+def _block_features(base, layer):
+    application = base.get_layer("smallvgg_application")
+    inner = keras.Model(application.input, application.get_layer(layer).output)
+    images = keras.Input(base.input.shape[1:])
+    pooled = keras.layers.GlobalAveragePooling2D()(inner(base.get_layer("preprocess")(images)))
+    return keras.Model(images, pooled)
 
 
-def _fine_tune(model, n_layers, learning_rate):
-    _fine_tune_without_compile(model, n_layers, learning_rate)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss={"gender": "sparse_categorical_crossentropy"})
-    return model
+def _block_features_unscaled(base, layer):  # forgets the backbone's preprocessing
+    application = base.get_layer("smallvgg_application")
+    inner = keras.Model(application.input, application.get_layer(layer).output)
+    images = keras.Input(base.input.shape[1:])
+    return keras.Model(images, keras.layers.GlobalAveragePooling2D()(inner(images)))
+
+
+def _side(side, layers):
+    for kernel, stride, padding in layers:
+        side = math.ceil(side / stride) if padding == "same" else (side - kernel) // stride + 1
+    return side
 
 
 CASES = [
@@ -56,9 +63,10 @@ CASES = [
     (checks.to_fairface_group, _left_closed, _right_closed, "right-closed"),
     (checks.head_params, lambda d, ks: sum((d + 1) * k for k in ks),
      lambda d, ks: sum(d * k for k in ks), "biases"),
-    (checks.fine_tune_step, _fine_tune, _fine_tune_without_compile, "re-compiled"),
-    (checks.min_input_size, lambda name: {"Xception": 71, "InceptionResNetV2": 75}.get(name, 32),
-     lambda name: 32, "Xception"),
+    (checks.block_features, _block_features, _block_features_unscaled, "preprocess"),
+    (checks.feature_side, _side, lambda side, layers: _side(side, [(k, s, "valid")
+                                                                   for k, s, _ in layers]),
+     "rounds up"),
     (checks.mae_to_years, lambda mae, top: mae * top, lambda mae, top: mae * 100, "max_age"),
     (checks.one_factor_configs,
      lambda base, knob, values: [{**base, knob: v} for v in values if base.get(knob) != v],
@@ -78,3 +86,15 @@ def test_check_passes_right_and_explains_wrong(check, right, wrong, word, capsys
     assert word in capsys.readouterr().out
     with pytest.raises(checks.CheckFailed, match="not yet"):
         check(wrong)
+
+
+@pytest.mark.parametrize("side, layers", [
+    (32, [(2, 2, "valid")] * 4), (33, [(3, 2, "same")]), (33, [(3, 2, "valid")]),
+    (71, [(3, 2, "valid"), (3, 1, "valid")]), (100, [(7, 2, "same"), (3, 2, "same")])])
+def test_feature_side_cases_match_keras(side, layers):
+    """The hand-worked rule of the feature_side check is what Keras layers compute."""
+    x = keras.Input((side, side, 1))
+    y = x
+    for kernel, stride, padding in layers:
+        y = keras.layers.Conv2D(1, kernel, strides=stride, padding=padding)(y)
+    assert y.shape[1] == _side(side, layers) == checks._feature_side(side, layers)

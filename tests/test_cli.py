@@ -242,7 +242,7 @@ def test_synth_without_out_uses_the_cache(tmp_path, monkeypatch, capsys):
 def _fake_summary(statuses):
     return pd.DataFrame({"lab": [f"0{i}_lab" for i in range(len(statuses))],
                          "status": statuses, "seconds": [1.0] * len(statuses),
-                         "key results": [""] * len(statuses)})
+                         "load": [0.5] * len(statuses), "key results": [""] * len(statuses)})
 
 
 def test_labs_run_passes_labs_and_typed_parameters(monkeypatch, tmp_path):

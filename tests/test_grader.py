@@ -111,3 +111,34 @@ def test_grade_refuses_a_lab_without_checks(tmp_path):
     (tmp_path / "subs").mkdir()
     with pytest.raises(ValueError, match="no fl.checks"):
         grader.grade(lab, tmp_path / "subs", output=tmp_path / "grades", echo=False)
+
+
+NOISY = """import os, warnings
+import tensorflow as tf
+tf.config.list_physical_devices("GPU")  # where TensorFlow logs its cuInit error on a CPU
+os.write(2, b"written by C code to fd 2\\n")
+print("env", os.environ["TF_CPP_MIN_LOG_LEVEL"], os.environ["FACEATTR_LAB_QUIET"],
+      os.environ["FACEATTR_LAB_GRADING"])
+warnings.warn("a warning the student should act on")"""
+
+
+@pytest.mark.slow
+def test_grade_runs_a_quiet_kernel_of_its_own(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEATTR_LAB_OUTPUT", str(tmp_path / "outputs"))
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)  # no Makefile around
+    monkeypatch.delenv("FACEATTR_LAB_QUIET", raising=False)
+    teacher = tmp_path / "97_noisy.ipynb"
+    nbformat.write(_notebook(IMPORTS, PARAMETERS, SETTINGS, NOISY, SHARE), teacher)
+    (tmp_path / "subs").mkdir()
+    nbformat.write(_notebook(IMPORTS, PARAMETERS, SETTINGS, NOISY, SHARE),
+                   tmp_path / "subs" / "erin.ipynb")
+    table = grader.grade(teacher, tmp_path / "subs", output=tmp_path / "grades", echo=False)
+    assert table["score"].tolist() == [1.0]
+    executed = nbformat.read(table.loc[0, "notebook"], as_version=4)
+    text = "".join(o.get("text", "") for cell in executed.cells if cell.cell_type == "code"
+                   for o in cell.get("outputs", []))
+    assert "env 2 1 1" in text  # quiet logs and grading mode, set by the grader itself
+    assert "UserWarning: a warning the student should act on" in text
+    assert "written by C code" not in text
+    for word in ("cuda", "cuInit", "oneDNN", "absl", "cpu_feature_guard", "I0000", "E0000"):
+        assert word.lower() not in text.lower(), word

@@ -48,7 +48,11 @@ def test_settings_profiles_and_overrides(tmp_path):
     assert mine.output_dir == tmp_path / "out" / "99_test"
     # a full-profile run offline asks for random weights; a file path passes through
     assert config.settings("99_test", "full", weights="random").weights is None
-    assert config.settings("99_test", "full", weights="my.weights.h5").weights == "my.weights.h5"
+    mine = tmp_path / "my.weights.h5"
+    mine.write_bytes(b"")
+    assert config.settings("99_test", "full", weights=str(mine)).weights == str(mine)
+    with pytest.raises(ValueError, match="does not exist"):
+        config.settings("99_test", "full", weights=str(tmp_path / "gone.weights.h5"))
 
 
 def test_settings_quiets_only_the_retracing_warning(tmp_path):
@@ -194,8 +198,110 @@ def test_runner_executes_a_lab_and_reads_its_results(tmp_path, monkeypatch):
     row = runner.run_lab(lab, parameters={"EPOCHS": 4}, output=tmp_path / "runs")
     assert row["status"] == "ok", row["error"]
     assert row["results"] == {"double": 8}
+    assert row["load"] is None or row["load"] >= 0
     with pytest.raises(ValueError, match="no parameter"):
         runner.run_lab(lab, parameters={"EPOCH": 4})
+
+
+def _outputs_text(notebook) -> str:
+    nb = nbformat.read(notebook, as_version=4)
+    return "".join(output.get("text", "") + json.dumps(output.get("data", {}))
+                   for cell in nb.cells if cell.cell_type == "code"
+                   for output in cell.get("outputs", []))
+
+
+# a line written straight to file descriptor 2, as TensorFlow's C++ start-up code does
+C_LEVEL = "written by C code to fd 2"
+TENSORFLOW_CELL = f"""import os, sys, warnings
+import tensorflow as tf
+tf.config.list_physical_devices("GPU")  # where TensorFlow logs its cuInit error on a CPU
+os.write(2, b"{C_LEVEL}\\n")
+print("env", os.environ["TF_CPP_MIN_LOG_LEVEL"], os.environ["FACEATTR_LAB_QUIET"],
+      os.environ.get("EXTRA"))
+print("python stderr line", file=sys.stderr)
+warnings.warn("a warning the student should act on")
+"""
+
+
+@pytest.mark.slow
+def test_headless_kernel_keeps_tensorflow_start_up_lines_out_of_the_notebook(tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)  # a student's shell, no Makefile
+    monkeypatch.delenv(config.QUIET_ENV, raising=False)
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    params = nbformat.v4.new_code_cell("X: int = 1  # x")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(TENSORFLOW_CELL)]
+    lab = tmp_path / "99_tf.ipynb"
+    nbformat.write(nb, lab)
+    row = runner.run_lab(lab, output=tmp_path / "runs", env={"EXTRA": "yes"})
+    assert row["status"] == "ok", row["error"]
+    text = _outputs_text(row["notebook"])
+    # what the student is meant to see: the cell's prints and Python warnings
+    assert "env 2 1 yes" in text  # the runner set the kernel's environment itself
+    assert "python stderr line" in text
+    assert "UserWarning: a warning the student should act on" in text
+    # what they are not: C-level output, TensorFlow's start-up lines among it
+    assert C_LEVEL not in text
+    for word in ("cuda", "cuInit", "oneDNN", "absl", "cpu_feature_guard", "I0000", "E0000"):
+        assert word.lower() not in text.lower(), word
+    # it went to the kernel's log beside the executed notebook, not lost
+    log = (Path(row["notebook"]).parent / runner.KERNEL_LOG).read_text()
+    assert C_LEVEL in log
+
+
+def test_kernel_environment_quiets_tensorflow_unless_the_caller_chose(monkeypatch):
+    import os
+
+    monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)
+    monkeypatch.setenv(config.QUIET_ENV, "0")
+    monkeypatch.setenv("SOMETHING_ELSE", "kept")
+    env = runner.kernel_environment()
+    assert env["TF_CPP_MIN_LOG_LEVEL"] == "2" and env[config.QUIET_ENV] == "1"
+    assert env["SOMETHING_ELSE"] == "kept"
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "0")  # a teacher debugging TensorFlow
+    assert runner.kernel_environment()["TF_CPP_MIN_LOG_LEVEL"] == "0"
+    mine = runner.kernel_environment({config.QUIET_ENV: "0", "N": 3})
+    assert (mine[config.QUIET_ENV], mine["N"]) == ("0", "3")
+    assert os.environ[config.QUIET_ENV] == "0"  # this process's own environment is untouched
+    with pytest.raises(ValueError, match="string names and values"):
+        runner.kernel_environment({"A": None})
+
+
+def test_load_average_is_the_first_of_getloadavg(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.234, 5.0, 6.0))
+    assert runner.load_average() == 1.23
+
+    def unsupported():
+        raise OSError("no load average here")
+
+    monkeypatch.setattr(os, "getloadavg", unsupported)
+    assert runner.load_average() is None
+
+
+def test_run_labs_summary_gives_each_lab_its_load(monkeypatch, tmp_path, capsys):
+    labs = [_lab(tmp_path, "00_a.ipynb"), _lab(tmp_path, "01_b.ipynb")]
+    rows = {labs[0]: dict(status="ok", seconds=12.5, load=0.5, results={"acc": 0.9}, error=None),
+            labs[1]: dict(status="failed", seconds=3.0, load=None, results={},
+                          error="cell 2: ValueError: no")}
+    monkeypatch.setattr(runner, "list_labs", lambda folder=None: labs)
+    monkeypatch.setattr(runner, "run_lab", lambda path, **kw: {"lab": path.stem, **rows[path]})
+    table = runner.run_labs(output=tmp_path)
+    assert list(table.columns) == ["lab", "status", "seconds", "load", "key results"]
+    assert table["lab"].tolist() == ["00_a", "01_b"]
+    assert table["load"].tolist()[0] == 0.5 and pd_isna(table["load"].tolist()[1])
+    assert table["key results"].tolist() == ["acc=0.9", "cell 2: ValueError: no"]
+    printed = capsys.readouterr().out
+    assert "ok in 12.5 s at load 0.50" in printed and "at load n/a" in printed
+    assert "1-minute load average" in printed
+
+
+def pd_isna(value) -> bool:
+    return value is None or value != value
 
 
 def test_committed_labs_keep_the_conventions():

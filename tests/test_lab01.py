@@ -25,16 +25,26 @@ def test_lab01_records_its_analysis(lab_results):
     race = {b["dataset"].split(" ")[0]: b for b in results["majority_baseline"]
             if b["task"] == "race"}
     assert race["utkface"]["predicts"] == "White"
+    # the text: "over 40 % of races right" on the main table, less on the comparison set
+    assert race["utkface"]["accuracy"] > 0.4
     assert race["utkface"]["accuracy"] > race["fairface"]["accuracy"]
 
     # UTKFace-like race labels are more imbalanced than FairFace-like ones
     imbalance = results["imbalance"]
+    # the text: the main table's race ratio is a multiple of FairFace's (2 to 3 times)
     assert imbalance["utkface (main) race"]["imbalance_ratio"] > \
-        imbalance["fairface race"]["imbalance_ratio"]
+        2 * imbalance["fairface race"]["imbalance_ratio"]
+    # FairFace's tiny youngest and oldest groups give it the larger age ratio
+    assert imbalance["fairface age"]["imbalance_ratio"] > \
+        imbalance["utkface (main) age"]["imbalance_ratio"]
     assert 0 < imbalance["utkface (main) race"]["normalised_entropy"] < \
         imbalance["fairface race"]["normalised_entropy"] <= 1
 
     # right-closed bins move the boundary ages; the lab counts them
     assert 0 < results["right_closed_misbinned"] < results["n_images"]
+    # the text: "about a tenth of this table"
+    assert 0.07 < results["right_closed_misbinned_share"] < 0.15
+    assert results["right_closed_misbinned_share"] == pytest.approx(
+        results["right_closed_misbinned"] / results["n_images"])
     assert [s["layout"] for s in results["layout_shapes"]] == ["utkface", "fairface", "afad",
                                                                "adience"]

@@ -198,7 +198,9 @@ PREPROCESS_MODULES = {"VGG16": "vgg16", "VGG19": "vgg19", "ResNet50": "resnet50"
 
 
 def test_every_backbone_has_a_reference_preprocess():
-    assert set(PREPROCESS_MODULES) == set(models.BACKBONES)
+    # SmallVGG is the kit's own: it scales to [-1, 1] as keras.applications' "tf" mode does
+    assert set(PREPROCESS_MODULES) | {"SmallVGG"} == set(models.BACKBONES)
+    assert models.BACKBONES["SmallVGG"].preprocess == "tf"
 
 
 @pytest.mark.parametrize("name", sorted(PREPROCESS_MODULES))

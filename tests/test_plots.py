@@ -3,6 +3,9 @@ and saves as a PNG."""
 
 from __future__ import annotations
 
+import base64
+import io
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -246,3 +249,147 @@ def test_save_rejects_other_formats(tmp_path, breakdown_table):
     with pytest.raises(ValueError, match=".png"):
         plots.save(fig, tmp_path / "fig.pdf")
     assert plots.save(fig, tmp_path / "deep" / "dir" / "fig.png").is_file()
+
+
+def _drawn(fig):
+    """Draw ``fig`` on an Agg canvas; returns its renderer (for text and axes extents)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _text_extents(fig, ax):
+    """Display-space boxes of the value labels ``compare_runs`` writes on the bars."""
+    renderer = _drawn(fig)
+    return [t.get_window_extent(renderer) for t in ax.texts]
+
+
+def test_compare_runs_baseline_line_clears_every_bar_label(tmp_path):
+    # bars of 0.30, 0.62, 0.80 with a baseline at 0.31: the centre of the 0.62 bar (0.31) sits
+    # exactly on the line, so its label must move; the 0.30 bar's label too (0.15 is near)
+    table = pd.DataFrame({"run": ["a", "b", "c"], "task": "age", "metric": "accuracy",
+                          "value": [0.30, 0.62, 0.80]})
+    fig = plots.compare_runs(table, "accuracy", hue=None, baseline=0.31,
+                             baseline_label="majority class (0.31)")
+    ax = fig.axes[0]
+    _drawn(fig)
+    line = [ln for ln in ax.lines if ln.get_label() == "majority class (0.31)"]
+    assert len(line) == 1 and set(line[0].get_ydata()) == {0.31}
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["majority class (0.31)"]
+    assert [t.get_text() for t in ax.texts] == ["0.3", "0.62", "0.8"]
+    line_y = ax.transData.transform((0, 0.31))[1]
+    for box in _text_extents(fig, ax):
+        assert not box.y0 - 1 <= line_y <= box.y1 + 1, "the baseline crosses a bar label"
+    top = ax.get_ylim()[1]
+    assert top >= 0.8  # every bar and label fits
+    for box in _text_extents(fig, ax):
+        assert box.y1 <= ax.transData.transform((0, top))[1]
+    _check_labelled_and_saves(fig, tmp_path, "baseline")
+
+
+def test_compare_runs_baseline_per_hue(tmp_path):
+    table = pd.DataFrame({"run": ["x", "x", "y", "y"], "task": ["gender", "race"] * 2,
+                          "metric": "accuracy", "value": [0.9, 0.5, 0.8, 0.45]})
+    levels = {"gender": 0.52, "race": 0.42}
+    fig = plots.compare_runs(table, "accuracy", baseline=levels, baseline_label="majority")
+    ax = fig.axes[0]
+    _drawn(fig)
+    (line,) = [ln for ln in ax.lines if ln.get_label() == "majority"]
+    xs, ys = np.asarray(line.get_xdata(), float), np.asarray(line.get_ydata(), float)
+    # one short segment over each bar, at its task's level (NaN breaks between segments)
+    bars = {(round(p.get_x() + p.get_width() / 2, 6)): p for p in ax.patches}
+    segments = [(xs[i:i + 2], ys[i]) for i in range(0, len(xs), 3)]
+    assert len(segments) == 4
+    for (x0, x1), level in segments:
+        middle = round((x0 + x1) / 2, 6)
+        bar = bars[middle]
+        assert x0 <= bar.get_x() and x1 >= bar.get_x() + bar.get_width()
+        colour = bar.get_facecolor()
+        task = "gender" if colour == ax.patches[0].get_facecolor() else "race"
+        assert level == levels[task]
+    for text, box in zip(ax.texts, _text_extents(fig, ax)):
+        x_middle = ax.transData.inverted().transform(((box.x0 + box.x1) / 2, 0))[0]
+        for (x0, x1), level in segments:
+            if x0 <= x_middle <= x1:
+                y = ax.transData.transform((0, level))[1]
+                assert not box.y0 - 1 <= y <= box.y1 + 1, f"line crosses label {text.get_text()}"
+    with pytest.raises(ValueError, match="not task values"):
+        plots.compare_runs(table, "accuracy", baseline={"age": 0.3})
+    with pytest.raises(ValueError, match="finite number"):
+        plots.compare_runs(table, "accuracy", baseline="0.5")
+    _check_labelled_and_saves(fig, tmp_path, "baseline_hue")
+
+
+def test_histogram_edges_bin_whole_numbers_on_whole_numbers():
+    # 10 faces at each age 0..8: flat. Four equal-width bins of 2 years (numpy closes the
+    # last one) put three ages (6, 7, 8) in the last bin and two in the others: a false peak
+    ages = np.repeat(np.arange(9), 10)
+    false_peak, _ = np.histogram(ages, bins=4)
+    assert list(false_peak) == [20, 20, 20, 30]
+    edges = plots.histogram_edges(ages, bins=4)
+    np.testing.assert_allclose(edges, [-0.5, 2.5, 5.5, 8.5])  # 3 ages a bin, edges at k - 0.5
+    counts, _ = np.histogram(ages, bins=edges)
+    assert list(counts) == [30, 30, 30]
+    # enough bins: one per age; widths align on multiples (5: ages 0-4, 5-9, ...)
+    np.testing.assert_allclose(plots.histogram_edges(ages, bins=100), np.arange(10) - 0.5)
+    years = np.array([1, 7, 23, 48, 90])
+    np.testing.assert_allclose(plots.histogram_edges(years, bins=19)[:3], [-0.5, 4.5, 9.5])
+    assert len(plots.histogram_edges(years, bins=19)) - 1 <= 19
+    # other numbers keep numpy's equal-width edges
+    floats = np.array([0.1, 0.4, 2.7])
+    np.testing.assert_allclose(plots.histogram_edges(floats, bins=3),
+                               np.histogram_bin_edges(floats, bins=3))
+    with pytest.raises(ValueError, match="positive int"):
+        plots.histogram_edges(ages, bins=0)
+
+
+def test_distribution_of_whole_ages_has_no_false_peak():
+    df = pd.DataFrame({"age": pd.array(np.repeat(np.arange(9), 10), dtype="Int64")})
+    fig = plots.distribution(df, "age", bins=4)
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert heights == [30, 30, 30]  # what the fixture holds: 10 faces per age, 3 ages a bar
+    lefts = [p.get_x() for p in fig.axes[0].patches]
+    assert lefts == pytest.approx([-0.5, 2.5, 5.5])
+    assert "3 values per bin" in fig.axes[0].get_title()
+
+
+def test_image_grid_title_clears_the_first_row():
+    images = np.random.default_rng(0).uniform(0, 255, (54, 16, 16, 3)).astype("float32")
+    fig = plots.image_grid(images, titles=["more than 70"] * 54, ncols=6,
+                           title="One row per age group")
+    renderer = _drawn(fig)
+    title = fig._suptitle.get_window_extent(renderer)
+    first_row = [ax for ax in fig.axes if ax.get_images()][:6]
+    for ax in first_row:
+        assert ax.title.get_window_extent(renderer).y1 < title.y0  # its caption is below
+        assert ax.get_window_extent(renderer).y1 < title.y0
+
+
+def test_image_grid_shows_as_one_small_jpeg():
+    from IPython.core import pylabtools
+    from IPython.core.interactiveshell import InteractiveShell
+
+    # noisy photos: what makes a PNG of a face grid megabytes large
+    images = np.random.default_rng(0).integers(0, 256, (16, 64, 64, 3)).astype("uint8")
+    fig = plots.image_grid(images, titles=[f"face {i}" for i in range(16)], title="Faces")
+    assert isinstance(fig, plots.PhotoFigure)
+    jpeg = fig.to_jpeg()
+    assert jpeg[:3] == b"\xff\xd8\xff"
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=fig.dpi, bbox_inches="tight")
+    assert len(jpeg) < len(png.getvalue()) / 3
+    shell = InteractiveShell.instance()
+    try:
+        pylabtools.select_figure_formats(shell, {"png"})  # what the inline backend registers
+        data, _ = shell.display_formatter.format(fig)
+        assert set(data) == {"image/jpeg", "text/plain"}  # no PNG beside the JPEG
+        assert base64.b64decode(data["image/jpeg"])[:3] == b"\xff\xd8\xff"
+        assert data["text/plain"].startswith("<Faces: 16 images")
+        chart, _ = shell.display_formatter.format(plots.group_bars(pd.DataFrame({
+            "run": "r", "task": "gender", "by": "race", "group": ["A"], "metric": "accuracy",
+            "value": [0.9], "n": [4]})))
+        assert "image/png" in chart  # other figures are still PNG charts
+    finally:
+        InteractiveShell.clear_instance()

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-__all__ = ["RACES", "LAYOUTS", "render_face", "make_synthetic", "synthetic_dataset"]
+__all__ = ["RACES", "LAYOUTS", "render_face", "make_synthetic", "synthetic_dataset",
+           "ATTRIBUTES", "HAIR_STYLES", "attribute_faces"]
 
 GENERATOR_VERSION = 3  # 3: long UTKFace dates, Adience repeats and a label-less row, AFAD to 72
 MANIFEST = "synthetic_manifest.json"
@@ -823,3 +824,59 @@ def synthetic_dataset(layout: str = "utkface", n: int = 3000, image_size: int = 
             if not _manifest_matches(root, **want):
                 raise
     return root / _loader_root(layout)
+
+
+# ---------------------------------------------------------------------------------------------
+# A separate domain for pretraining: other people, another task (appearance attributes)
+# ---------------------------------------------------------------------------------------------
+
+HAIR_STYLES = ("baby", "bun", "buzz", "long", "medium", "short")
+# attribute -> classes (a tuple) or None for a yes/no attribute; none of them is a lab's label
+ATTRIBUTES = {"hair_style": HAIR_STYLES, "bald": None, "beard": None, "glasses": None,
+              "lipstick": None, "fringe": None, "curl": None}
+_ATTRIBUTE_STREAM = 9  # a random stream no dataset of make_synthetic draws from
+
+
+def _render_attributes(task: tuple) -> tuple[np.ndarray, dict]:
+    """Worker: one person of the attribute domain, drawn from its own (seed, index) generator."""
+    seed, index, image_size = task
+    rng = np.random.default_rng([seed, _ATTRIBUTE_STREAM, index])
+    gender, age = int(rng.integers(2)), float(rng.uniform(0, MAX_AGE))
+    race = RACES[int(rng.integers(len(RACES)))]
+    ident = _identity(gender, age, race, rng)
+    attributes = {"gender": gender, "age": round(age, 1), "race": race,
+                  "hair_style": str(ident["style"]), "bald": bool(ident["bald"]),
+                  "beard": bool(ident["beard"] > 0), "glasses": bool(ident["glasses"]),
+                  "lipstick": bool(ident["lipstick"]), "fringe": bool(ident["fringe"]),
+                  "curl": bool(ident["curl"])}
+    return _draw(ident, rng, image_size), attributes
+
+
+def attribute_faces(n: int, seed: int = 0, image_size: int = 32, workers: int | None = None):
+    """Faces of a separate domain labelled with appearance attributes, for pretraining. Lab 03.
+
+    Other people than any dataset of :func:`make_synthetic` (their own random stream; gender,
+    race and age 0-90 drawn uniformly) and another task: the ``ATTRIBUTES`` (hair style, bald,
+    beard, glasses, lipstick, fringe, curly hair), as CelebA's attributes are for real faces.
+    Returns ``(images, table)``: uint8 ``(n, image_size, image_size, 3)`` and a DataFrame with
+    the attributes plus the latent gender, age and race (for analysis, not for training).
+    The same arguments give the same arrays, whatever ``workers`` is.
+    """
+    import pandas as pd
+
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n <= 0:
+        raise ValueError(f"n must be a positive int, got {n!r}.")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
+    if not isinstance(image_size, (int, np.integer)) or image_size < 16:
+        raise ValueError(f"image_size must be an int >= 16, got {image_size!r}.")
+    tasks = [(int(seed), index, int(image_size)) for index in range(int(n))]
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8) if n >= 400 else 1
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            drawn = list(pool.map(_render_attributes, tasks, chunksize=64))
+    else:
+        drawn = [_render_attributes(task) for task in tasks]
+    images = np.stack([image for image, _ in drawn])
+    return images, pd.DataFrame([attributes for _, attributes in drawn])

@@ -1,4 +1,5 @@
-"""ImageNet backbones from ``keras.applications``, transfer models, and freezing / unfreezing.
+"""ImageNet backbones from ``keras.applications`` (and the kit's SmallVGG), transfer models,
+and freezing / unfreezing.
 
 Each backbone model carries its own ``preprocess_input`` as a :class:`Preprocess` layer, so it
 takes raw [0, 255] images like every kit model and survives ``.keras`` save and load.
@@ -20,6 +21,8 @@ from keras import layers, ops
 from faceattr_lab.labels import resolve
 
 from .heads import add_heads, compile_for
+from .small_vgg import CITATION as _SMALL_VGG
+from .small_vgg import small_vgg
 
 # ImageNet statistics used by keras.applications' preprocess_input (imagenet_utils)
 _CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
@@ -111,6 +114,8 @@ BACKBONES: dict[str, BackboneSpec] = {spec.name: spec for spec in (
     BackboneSpec("EfficientNetB0", _app("efficientnet", "EfficientNetB0"), "none", 32,
                  "Tan & Le (2019), EfficientNet: Rethinking Model Scaling for Convolutional "
                  "Neural Networks, ICML"),
+    # the kit's own: no ImageNet weights; pretrained on synthetic faces by fl.pretraining
+    BackboneSpec("SmallVGG", small_vgg, "tf", 16, _SMALL_VGG),
 )}
 
 
@@ -122,7 +127,7 @@ def _spec(name: str) -> BackboneSpec:
 
 def backbone(name: str, input_shape=(224, 224, 3), weights="imagenet", pooling: str | None = "avg",
              trainable: bool = False) -> keras.Model:
-    """An ImageNet backbone from ``keras.applications`` taking [0, 255] images. Lab 03.
+    """A backbone (``keras.applications`` or the kit's SmallVGG) taking [0, 255] images. Lab 03.
 
     The model is ``Preprocess(mode) -> <application, include_top=False>`` and is named after
     the backbone in lower case (``"resnet50v2"``); the application inside it is a nested model
