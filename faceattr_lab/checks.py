@@ -35,13 +35,33 @@ def _close(a, b, tol: float = 1e-6) -> bool:
 
 
 def majority_share(fn, strict: bool = True) -> bool | None:
-    """Check lab 00's ``majority_share(labels)`` on hand-made label lists. Lab 00."""
-    cases = [([0, 0, 1], 2 / 3), (["a"], 1.0), ([1, 2, 3, 3], 0.5), ([5, 5, 5, 5], 1.0)]
+    """Check lab 00's ``majority_share(labels)`` on hand-made label lists. Lab 00.
+
+    The answer is the share of the most common value: its count over the number of labels.
+    """
+    cases = [([0, 0, 1], 2 / 3), (["a"], 1.0), ([1, 2, 3, 3], 0.5), ([5, 5, 5, 5], 1.0),
+             (["20-29", "3-9", "20-29", "60-69", "20-29"], 0.6), ([2, 1, 1, 1, 0, 0], 0.5)]
     problems = []
     for labels, expected in cases:
-        got = fn(labels)
-        if not _close(got, expected):
-            problems.append(f"majority_share({labels}) returned {got!r}, expected {expected:.4f}.")
+        try:
+            got = fn(labels)
+        except Exception as error:  # report, do not crash the student's notebook
+            problems.append(f"majority_share({labels}) raised {type(error).__name__}: {error}.")
+            continue
+        if _close(got, expected):
+            continue
+        top = max(labels, key=labels.count)  # the most common value (hand cases: no ties)
+        hint = ("return its share (count / number of labels), not its count"
+                if _close(got, labels.count(top))
+                else "return the share of the most common value, not the value itself"
+                if got == top
+                else "that is chance, 1 / (number of classes); count the most common value"
+                if _close(got, 1 / len(set(labels)))
+                else "count the most common value, not the first one"
+                if _close(got, labels.count(labels[0]) / len(labels))
+                else "divide the most common value's count by the number of labels")
+        problems.append(f"majority_share({labels}) returned {got!r}, expected {expected:.4f} "
+                        f"({hint}).")
     return _verdict("majority_share", problems, strict)
 
 
@@ -71,29 +91,61 @@ def balanced_accuracy_from_confusion(fn, strict: bool = True) -> bool | None:
     return _verdict("balanced_accuracy_from_confusion", problems, strict)
 
 
-def four_race_counts(fn, strict: bool = True) -> bool | None:
-    """Check lab 01's ``four_race_counts(races)`` (FairFace's 4-race grouping). Lab 01."""
-    zero = {"White": 0, "Black": 0, "Asian": 0, "Indian": 0, "excluded": 0}
+_SEVEN = ("White", "Black", "Latino_Hispanic", "East Asian", "Southeast Asian", "Indian",
+          "Middle Eastern")
+_FIVE = {"White": "White", "Black": "Black", "Indian": "Indian", "East Asian": "Asian",
+         "Southeast Asian": "Asian", "Latino_Hispanic": "Others", "Middle Eastern": "Others"}
+_FOUR = {"White": "White", "Black": "Black", "Indian": "Indian", "East Asian": "Asian",
+         "Southeast Asian": "Asian"}
+
+
+def grouped_imbalance(fn, strict: bool = True) -> bool | None:
+    """Check lab 01's ``grouped_imbalance(races, mapping)``: the imbalance ratio (largest group
+    count / smallest) after mapping FairFace race strings to groups; strings the mapping does
+    not name are left out, as a scheme excludes them. Lab 01.
+    """
+    even = [race for race in _SEVEN for _ in range(10)]  # seven groups of 10 faces
+    seven = {race: race for race in _SEVEN}
+    names = {id(seven): "the 7-group mapping", id(_FIVE): "the 5-group mapping",
+             id(_FOUR): "the 4-group mapping"}
     cases = [
-        (["White", "East Asian", "Southeast Asian", "Indian", "Black", "Latino_Hispanic",
-          "Middle Eastern", "East Asian"],
-         {"White": 1, "Black": 1, "Asian": 3, "Indian": 1, "excluded": 2}),
-        ([], dict(zero)),
-        (["Middle Eastern", "Middle Eastern"], {**zero, "excluded": 2}),
-        (["Southeast Asian"], {**zero, "Asian": 1}),
+        (even, seven, 1.0),
+        (even, _FIVE, 2.0),  # Asian 20, Others 20, the rest 10: merging creates imbalance
+        (even, _FOUR, 2.0),  # Asian 20, the rest 10; Latino_Hispanic and Middle Eastern out
+        (["White"] * 4 + ["Black"] * 2 + ["Middle Eastern"], _FOUR, 2.0),  # White 4, Black 2
+        (["White"] * 3 + ["East Asian"] + ["Southeast Asian"] * 2, _FOUR, 1.0),  # 3 and 3
+        (["White"] * 3 + ["Black"] * 3 + ["Latino_Hispanic", "Middle Eastern"], _FOUR, 1.0),
+        (["Indian"] * 2 + ["Latino_Hispanic"] * 3 + ["Middle Eastern"] * 3 + ["Black"] * 4,
+         _FIVE, 3.0),  # Others 6, Black 4, Indian 2
     ]
     problems = []
-    for races, expected in cases:
+    for races, mapping, expected in cases:
+        counts = {r: races.count(r) for r in dict.fromkeys(races)}
+        shown = (f"grouped_imbalance([{', '.join(f'{n} x {r!r}' for r, n in counts.items())}], "
+                 f"{names[id(mapping)]})")
         try:
-            got = fn(races)
+            got = fn(list(races), dict(mapping))
         except Exception as error:
-            problems.append(f"four_race_counts({races}) raised {type(error).__name__}: {error}.")
+            problems.append(f"{shown} raised {type(error).__name__}: {error}.")
             continue
-        got = {str(k): int(v) for k, v in dict(got).items()} if hasattr(got, "items") else got
-        if got != expected:
-            problems.append(f"four_race_counts({races}) returned {got!r}, expected "
-                            f"{expected!r}.")
-    return _verdict("four_race_counts", problems, strict)
+        if _close(got, expected):
+            continue
+        groups = {}
+        for race, n in counts.items():
+            if race in mapping:
+                groups[mapping[race]] = groups.get(mapping[race], 0) + n
+        left_out = sum(n for race, n in counts.items() if race not in mapping)
+        with_left_out = [*groups.values(), left_out]
+        hint = ("leave out the races the mapping does not name (the scheme excludes them); "
+                "they are not a group of their own"
+                if left_out and _close(got, max(with_left_out) / min(with_left_out))
+                else "map each race string to its group first, then count the groups"
+                if _close(got, max(counts.values()) / min(counts.values()))
+                else "divide the largest group's count by the smallest's, not the other way round"
+                if _close(got, 1 / expected)
+                else "count the faces per group, then divide the largest count by the smallest")
+        problems.append(f"{shown} returned {got!r}, expected {expected:.4f} ({hint}).")
+    return _verdict("grouped_imbalance", problems, strict)
 
 
 def to_fairface_group(fn, strict: bool = True) -> bool | None:
@@ -120,22 +172,28 @@ def to_fairface_group(fn, strict: bool = True) -> bool | None:
 # Lab 03: transfer learning
 # ---------------------------------------------------------------------------------------------
 
-def head_params(fn, strict: bool = True) -> bool | None:
-    """Check lab 03's ``head_params(feature_dim, class_counts)``: trainable parameters of
-    softmax heads on a frozen backbone, counted by hand ((d + 1) * k per head). Lab 03."""
-    cases = [((1280, [2, 9, 5]), 20496), ((512, [2]), 1026), ((2048, [2, 9, 5]), 32784),
-             ((1, [3, 3]), 12)]
+def conv_params(fn, strict: bool = True) -> bool | None:
+    """Check lab 03's ``conv_params(kernel, c_in, c_out, use_bias)``: the parameters of one
+    ``Conv2D`` with a square kernel, counted by hand (kernel² · c_in · c_out, + c_out biases). Lab 03.
+    """
+    cases = [((3, 3, 32, False), 864), ((3, 128, 256, False), 294912), ((1, 64, 10, True), 650),
+             ((5, 3, 16, True), 1216), ((3, 256, 256, False), 589824)]
     problems = []
-    for (dim, counts), expected in cases:
+    for args, expected in cases:
         try:
-            got = fn(dim, counts)
+            got = fn(*args)
         except Exception as error:  # a student's bug is reported, not raised
-            problems.append(f"head_params({dim}, {counts}) raised {error!r}.")
+            problems.append(f"conv_params{args} raised {error!r}.")
             continue
         if got != expected:
-            problems.append(f"head_params({dim}, {counts}) returned {got!r}, expected {expected} "
-                            "(each Dense head has d*k weights and k biases).")
-    return _verdict("head_params", problems, strict)
+            kernel, c_in, c_out, use_bias = args
+            hint = ("a kernel is kernel x kernel wide, over every input channel"
+                    if got in (kernel * c_in * c_out, kernel * c_in * c_out + c_out * use_bias)
+                    else "no bias without use_bias" if got == expected + c_out
+                    else "one bias per output channel" if use_bias and got == expected - c_out
+                    else "count kernel * kernel * c_in weights per output channel")
+            problems.append(f"conv_params{args} returned {got!r}, expected {expected} ({hint}).")
+    return _verdict("conv_params", problems, strict)
 
 
 def block_features(fn, strict: bool = True) -> bool | None:
@@ -273,6 +331,6 @@ def mean_std(fn, strict: bool = True) -> bool | None:
 
 
 __all__ = ["CheckFailed", "majority_share",
-           "balanced_accuracy_from_confusion", "four_race_counts", "to_fairface_group",
-           "head_params", "fine_tune_step", "min_input_size",
+           "balanced_accuracy_from_confusion", "grouped_imbalance", "to_fairface_group",
+           "conv_params", "block_features", "feature_side",
            "mae_to_years", "one_factor_configs", "mean_std"]

@@ -24,12 +24,20 @@ def _right_closed(age):  # the published bug: boundary ages land one group low
     return [name for edge, name in FAIR_EDGES if age > edge or edge == 0][-1]
 
 
-def _four(races):
-    out = {"White": 0, "Black": 0, "Asian": 0, "Indian": 0, "excluded": 0}
+def _grouped_imbalance(races, mapping):
+    counts = {}
     for race in races:
-        key = "Asian" if race in ("East Asian", "Southeast Asian") else race
-        out[key if key in out else "excluded"] += 1
-    return out
+        if race in mapping:
+            counts[mapping[race]] = counts.get(mapping[race], 0) + 1
+    return max(counts.values()) / min(counts.values())
+
+
+def _grouped_imbalance_with_excluded(races, mapping):  # the dropped races counted as a group
+    return _grouped_imbalance(races, {**{r: "excluded" for r in races}, **mapping})
+
+
+def _imbalance_ungrouped(races, mapping):  # forgets the mapping: the raw strings' ratio
+    return _grouped_imbalance(races, {r: r for r in races})
 
 
 def _block_features(base, layer):
@@ -56,13 +64,23 @@ def _side(side, layers):
 CASES = [
     (checks.majority_share, lambda xs: max(map(list(xs).count, xs)) / len(xs),
      lambda xs: 1 / len(set(xs)), "expected"),
+    (checks.majority_share, lambda xs: max(map(list(xs).count, xs)) / len(xs),
+     lambda xs: max(map(list(xs).count, xs)), "not its count"),
+    (checks.majority_share, lambda xs: max(map(list(xs).count, xs)) / len(xs),
+     lambda xs: list(xs).count(list(xs)[0]) / len(xs), "not the first one"),
     (checks.balanced_accuracy_from_confusion,
      lambda cm: float(np.mean(np.diag(cm) / np.sum(cm, axis=1))),
      lambda cm: float(np.trace(cm) / np.sum(cm)), "mean of each row"),
-    (checks.four_race_counts, _four, lambda races: {"White": len(races)}, "expected"),
+    (checks.grouped_imbalance, _grouped_imbalance, _grouped_imbalance_with_excluded,
+     "not a group of their own"),
+    (checks.grouped_imbalance, _grouped_imbalance, _imbalance_ungrouped, "map each race"),
+    (checks.grouped_imbalance, _grouped_imbalance,
+     lambda races, mapping: 1 / _grouped_imbalance(races, mapping), "other way round"),
     (checks.to_fairface_group, _left_closed, _right_closed, "right-closed"),
-    (checks.head_params, lambda d, ks: sum((d + 1) * k for k in ks),
-     lambda d, ks: sum(d * k for k in ks), "biases"),
+    (checks.conv_params, lambda k, c_in, c_out, bias: k * k * c_in * c_out + c_out * bias,
+     lambda k, c_in, c_out, bias: k * k * c_in * c_out + c_out, "no bias"),
+    (checks.conv_params, lambda k, c_in, c_out, bias: k * k * c_in * c_out + c_out * bias,
+     lambda k, c_in, c_out, bias: k * c_in * c_out + c_out * bias, "kernel x kernel"),
     (checks.block_features, _block_features, _block_features_unscaled, "preprocess"),
     (checks.feature_side, _side, lambda side, layers: _side(side, [(k, s, "valid")
                                                                    for k, s, _ in layers]),
@@ -77,7 +95,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("check, right, wrong, word", CASES,
-                         ids=[case[0].__name__ for case in CASES])
+                         ids=[f"{case[0].__name__}-{case[3]}" for case in CASES])
 def test_check_passes_right_and_explains_wrong(check, right, wrong, word, capsys):
     assert check(right, strict=False) is True
     assert "pass" in capsys.readouterr().out

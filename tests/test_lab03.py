@@ -104,3 +104,7 @@ def test_lab03_runs_and_records_what_it_teaches(lab_results):
     for task in TASKS:
         assert blocks["block4_pool"][f"{task} acc"] == pytest.approx(pretrained[f"{task} acc"])
         assert blocks["majority class"][f"{task} acc"] == pytest.approx(majority[task])
+    block_gaps = {r["block3_pool minus block4_pool"]: r for r in results["val_block3_minus_block4"]}
+    for task, gap in block_gaps.items():
+        assert gap["difference"] == pytest.approx(blocks["block3_pool"][f"{task} acc"]
+                                                  - blocks["block4_pool"][f"{task} acc"])
