@@ -733,9 +733,24 @@ def _load_finished(model, train_ds, out: Path, done: dict, verbose: int):
     history.resume_info = {"status": "finished earlier", "initial_epoch": 0,
                            "seconds_before": float(meta["seconds"])}
     if verbose:
-        print(f"{out}: finished earlier ({epochs_run} epochs, {meta['seconds']:.0f} s); "
-              "loaded its final state and history (resume=False trains again).", flush=True)
+        print(f"{out}: finished earlier ({_plural(epochs_run, 'epoch')}, "
+              f"{meta['seconds']:.0f} s); loaded its final state and history (resume=False "
+              f"trains again).\n{_last_epoch_line(history.history, epochs_run)}", flush=True)
     return history
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _last_epoch_line(history: dict, epochs_run: int) -> str:
+    """The metrics of a loaded History's last epoch, as Keras' epoch line writes them."""
+    last = {key: values[-1] for key, values in sorted(history.items()) if len(values)}
+    if not last:
+        return f"epoch {epochs_run}: no metrics were recorded."
+    return f"epoch {epochs_run} (the last): " + " - ".join(
+        f"{key}: {value:.4f}" if abs(value) > 1e-3 else f"{key}: {value:.4e}"
+        for key, value in ((k, float(v)) for k, v in last.items()))
 
 
 def _load_backup(model, out: Path, parts: dict, early_stopping):

@@ -48,3 +48,35 @@ def test_lab01_records_its_analysis(lab_results):
         results["right_closed_misbinned"] / results["n_images"])
     assert [s["layout"] for s in results["layout_shapes"]] == ["utkface", "fairface", "afad",
                                                                "adience"]
+
+
+SEVEN = {"White", "Black", "Latino_Hispanic", "East Asian", "Southeast Asian", "Indian",
+         "Middle Eastern"}
+# the groupings, written out by hand (datasets.md; the lab's section 5)
+FIVE = {"White": "White", "Black": "Black", "Indian": "Indian", "East Asian": "Asian",
+        "Southeast Asian": "Asian", "Latino_Hispanic": "Others", "Middle Eastern": "Others"}
+FOUR = {race: group for race, group in FIVE.items() if group != "Others"}
+
+
+def _ratio(counts: dict, mapping: dict) -> float:
+    groups = {}
+    for race, n in counts.items():
+        if race in mapping:
+            groups[mapping[race]] = groups.get(mapping[race], 0) + n
+    return max(groups.values()) / min(groups.values())
+
+
+@pytest.mark.lab
+def test_lab01_exercise2_compares_fairfaces_imbalance_under_each_grouping(lab_results):
+    results = lab_results("01")
+    counts = results["fairface_race_counts"]
+    assert set(counts) == SEVEN  # the synthetic FairFace table holds all seven race strings
+    ratios = results["fairface_race_imbalance"]
+    # each ratio recomputed from the seven races' counts with the groupings written above
+    assert ratios["race_fairface7"] == pytest.approx(max(counts.values()) / min(counts.values()))
+    assert ratios["race_fairface5"] == pytest.approx(_ratio(counts, FIVE))
+    assert ratios["race_fairface4"] == pytest.approx(_ratio(counts, FOUR))
+    assert all(ratio >= 1 for ratio in ratios.values())
+    # FairFace's race ratio in section 3 is the 5-group one
+    assert ratios["race_fairface5"] == pytest.approx(
+        results["imbalance"]["fairface race"]["imbalance_ratio"], abs=1e-3)

@@ -490,3 +490,26 @@ def test_first_step_benchmark_returns_both_variants():
     assert table["variant"].tolist() == ["Keras builds lazily (traced twice)",
                                          "build_for_training first"]
     assert (table["median s to first step"] > 0).all() and (table["repeats"] == 1).all()
+
+
+@pytest.mark.parametrize("epochs, words", [(1, "(1 epoch,"), (2, "(2 epochs,")])
+def test_a_finished_training_prints_its_last_epoch_when_loaded(tmp_path, capsys, epochs, words):
+    """A rerun that loads a finished training still shows the numbers a training log ends with:
+    the last epoch's metrics, each as history.csv recorded it (Keras' "name: 0.1234" format)."""
+    train_ds, val_ds, model = _fresh()
+    train.fit(model, train_ds, val_ds, epochs=epochs, output_dir=tmp_path, early_stopping=None,
+              verbose=0)
+    with (tmp_path / "history.csv").open() as f:
+        last = list(csv.DictReader(f))[-1]
+    capsys.readouterr()
+
+    train_ds, val_ds, model = _fresh()  # a re-run notebook
+    again = train.fit(model, train_ds, val_ds, epochs=epochs, output_dir=tmp_path,
+                      early_stopping=None, verbose=2)
+    out = capsys.readouterr().out
+    assert again.resume_info["status"] == "finished earlier"
+    assert f"finished earlier {words}" in out
+    assert f"epoch {epochs} (the last): " in out
+    assert {"loss", "val_loss"} < set(last)
+    for key in set(last) - {"epoch"}:
+        assert f"{key}: {float(last[key]):.4f}" in out, key

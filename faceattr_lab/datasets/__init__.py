@@ -18,6 +18,7 @@ _EXPORTS = {
     "load_afad": "afad",
     "load_adience": "adience",
     "load": "common",
+    "DatasetWarning": "common",
     "verify_images": "common",
     "exclusion_report": "common",
     "excluded_count": "common",
