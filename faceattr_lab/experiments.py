@@ -27,8 +27,12 @@ MODEL_KNOBS = dict(conv_filters=(128, 64, 32, 32), kernel_size=3, bn_order="bn_r
                    dense_units=512, dropout=0.6, age_activation=None, global_pool=False,
                    sigmoid_gender=True, bn_momentum=0.99)
 TRAIN_KNOBS = dict(optimizer="adam", learning_rate=1e-3, loss_weights=None, augment=False,
-                   separate=False)
+                   separate=False, lr_schedule=None)
+# ``lr_schedule``: None (study C: a constant rate), "cosine" (the rate decays from
+# ``learning_rate`` towards 0 over the epochs, so a short run ends on small steps; lab 02's
+# quick profile) or "step" (halved every 10 epochs): ``fl.train.fit``'s per-epoch schedules.
 DEFAULT_KNOBS = {**MODEL_KNOBS, **TRAIN_KNOBS}
+LR_SCHEDULES = (None, "cosine", "step")
 
 # Study C's ablation tables, one knob at a time against its final model (the full grid of lab 02):
 # conv stacks (3 CL 128-64-32; 4 CL 128-64-32-16; 4 CL 128-64-64-32; 5 CL 128-64-64-32-32; the
@@ -122,8 +126,9 @@ def run_grid(configs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame,
     ``fl.set_seed(seed)``, build the model with ``build_fn(knobs, schemes, input_shape)``
     (default :func:`build_custom_cnn`), compile it with ``fl.models.compile_for`` (the knobs
     ``optimizer``, ``learning_rate``, ``loss_weights``, else ``loss_weights``), train it with
-    ``fl.train.fit`` (augmented when the knob ``augment`` is on; early stopping on the
-    validation loss, best epoch restored), then score it on ``val_df`` and, only when
+    ``fl.train.fit`` (augmented when the knob ``augment`` is on; the learning rate decayed
+    per epoch when the knob ``lr_schedule`` is ``"cosine"`` or ``"step"``; early stopping on
+    the validation loss, best epoch restored), then score it on ``val_df`` and, only when
     ``test_df`` is given, on ``test_df``: ``fl.evaluate`` metrics per task (age in years), each
     head's ``loss`` (age: MSE on the scheme's scale) and the weighted total under task
     ``"all"``, the figure study C compares. Column ``split`` says which split a row is from.
@@ -152,6 +157,9 @@ def run_grid(configs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame,
                          "one with ablation_configs(base, knob=[values]).")
     for name, knobs in configs.items():
         _check_knobs(knobs, f"configs[{name!r}]")
+        if knobs.get("lr_schedule") not in LR_SCHEDULES:
+            raise ValueError(f"configs[{name!r}] has lr_schedule={knobs['lr_schedule']!r}; use "
+                             f"one of {LR_SCHEDULES} (None: a constant rate).")
     seeds = [int(s) for s in ([seeds] if isinstance(seeds, int) else seeds)]
     if not seeds or min(seeds) < 0:
         raise ValueError(f"seeds={seeds!r}; pass non-negative ints, e.g. seeds=(0, 1, 2).")
@@ -251,12 +259,14 @@ def _train_and_score(build_fn, knobs, schemes, data, splits, input_shape, seed, 
 
     # the run's identity beyond what fit sees itself (model, starting weights, data shapes,
     # epochs): a changed knob, seed, batch size or image set starts it afresh
-    run_id = {"knobs": knobs, "heads": [s.output for s in schemes], "seed": seed,
+    # (lr_schedule=None is left out, so checkpoints made before that knob existed stay valid)
+    run_id = {"knobs": {k: v for k, v in knobs.items() if not (k == "lr_schedule" and v is None)},
+              "heads": [s.output for s in schemes], "seed": seed,
               "batch_size": batch_size, "deterministic": deterministic, "images": images_id}
     start = time.perf_counter()
     history = fl.train.fit(model, train_ds, eval_sets["val"], epochs=epochs,
                            output_dir=output_dir, early_stopping=early_stopping,
-                           fingerprint=run_id, verbose=0)
+                           lr_schedule=knobs["lr_schedule"], fingerprint=run_id, verbose=0)
     info = history.resume_info   # a resumed or skipped run counts its earlier sessions
     elapsed = time.perf_counter() - start + info["seconds_before"]
     ran = info["initial_epoch"] + len(history.epoch)
@@ -441,7 +451,8 @@ def cross_validate(df: pd.DataFrame, schemes, build_fn, *, image_size, epochs: i
     return CrossValidation(table, summary, pd.concat(predictions, ignore_index=True))
 
 
-__all__ = ["MODEL_KNOBS", "TRAIN_KNOBS", "DEFAULT_KNOBS", "STUDY_C_ABLATIONS", "GRID_COLUMNS",
+__all__ = ["MODEL_KNOBS", "TRAIN_KNOBS", "DEFAULT_KNOBS", "LR_SCHEDULES", "STUDY_C_ABLATIONS",
+           "GRID_COLUMNS",
            "config_name", "compare_on_validation",
            "ablation_configs", "build_custom_cnn", "load_arrays", "run_grid",
            "cross_validate", "CrossValidation", "CV_COLUMNS"]

@@ -237,15 +237,22 @@ def _check_knobs(knobs: dict) -> dict:
     for key in ("epochs", "dense_units", "batch_size"):
         if not isinstance(values[key], (int, np.integer)) or values[key] < 1:
             raise ValueError(f"{key} must be a positive int, got {values[key]!r}.")
+    if not isinstance(values["seed"], (int, np.integer)) or isinstance(values["seed"], bool) \
+            or values["seed"] < 0:
+        raise ValueError(f"seed must be a non-negative int, got {values['seed']!r}.")
     return values
 
 
 def knobs_label(knobs: dict) -> str:
-    """A short run name for a knob setting, e.g. "16-32-64 bn_relu d128 p0.5 adam". Lab 02."""
+    """A short run name for a knob setting, e.g. "16-32-64 bn_relu d128 p0.5 adam e2". Lab 02.
+
+    A seed other than the default 0 is named last ("... e2 s3"), so repeats of one setting
+    under several seeds stay apart in the panel's table.
+    """
     k = _check_knobs(knobs)
     return (f"{'-'.join(map(str, k['conv_filters']))} {k['bn_order']} d{k['dense_units']} "
             f"p{float(k['dropout']):g} {k['optimizer']}" + (" aug" if k["augment"] else "")
-            + f" e{k['epochs']}")
+            + f" e{k['epochs']}" + (f" s{k['seed']}" if k["seed"] != DEFAULT_KNOBS["seed"] else ""))
 
 
 def train_knobs(knobs: dict, train_df: pd.DataFrame, val_df: pd.DataFrame, schemes,
@@ -297,7 +304,9 @@ def cnn_playground(train_df: pd.DataFrame, val_df: pd.DataFrame, schemes, image_
     """A panel to pick custom-CNN knobs, train a tiny model and compare the runs. Lab 02.
 
     Controls for the conv blocks and their filters, BN/ReLU order, dense units, dropout,
-    optimizer, augmentation and epochs (1-3); the Train button calls :func:`train_knobs` on
+    optimizer, augmentation, epochs (1-3) and the seed (initial weights, shuffling, dropout: a
+    difference between two runs means something only if it survives a change of seed); the
+    Train button calls :func:`train_knobs` on
     at most ``max_images`` training faces at ``image_size`` pixels and shows the validation
     metrics, the training curves and a table of every run so far. Returns the container;
     ``knobs()`` reads the controls into a knob dict, ``train()`` is the button's callback and
@@ -329,6 +338,8 @@ def cnn_playground(train_df: pd.DataFrame, val_df: pd.DataFrame, schemes, image_
         "augment": widgets.Checkbox(value=False, description="augmentation"),
         "epochs": widgets.IntSlider(value=2, min=1, max=3, description="epochs", style=style,
                                     layout=width),
+        "seed": widgets.BoundedIntText(value=DEFAULT_KNOBS["seed"], min=0, max=10**6,
+                                       description="seed", style=style, layout=width),
     }
     button = widgets.Button(description="Train", button_style="primary", icon="play")
     status = widgets.Label(f"{min(len(train_df), max_images)} training faces at "

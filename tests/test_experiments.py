@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -109,3 +111,25 @@ def test_compare_on_validation_pairs_runs_by_seed():
         experiments.compare_on_validation(grid[grid.run == "a"].assign(run="c")
                                           .pipe(lambda g: pd.concat([g, grid[grid.run == "b"]
                                                                      .assign(seed=99)])), "c", "b")
+
+
+def test_lr_schedule_knob_decays_the_rate_per_epoch(tiny_table, tmp_path):
+    schemes = [fl.labels.get("age_years_116"), fl.labels.get("gender")]
+    train, val = tiny_table.iloc[:32], tiny_table.iloc[32:]
+    small = {"conv_filters": (4,), "dense_units": 8, "learning_rate": 4e-3}
+    configs = {"constant": small, "cosine": {**small, "lr_schedule": "cosine"}}
+    experiments.run_grid(configs, train, val, None, schemes, 32, epochs=3, batch_size=16,
+                         seeds=(0,), early_stopping=None, output_dir=tmp_path, echo=False)
+    # fit's cosine: epoch e of n at base * (1 + cos(pi e / n)) / 2 -> 1, 0.75, 0.25 of the base
+    def history(run):  # the finished run's History, as fit keeps it
+        return json.loads((tmp_path / run / "seed0" / "done.json").read_text())["history"]
+
+    np.testing.assert_allclose(history("cosine")["learning_rate"], [4e-3, 3e-3, 1e-3], rtol=1e-5)
+    assert "learning_rate" not in history("constant")  # no schedule: the compiled rate
+    # the default is study C's constant rate; an unknown schedule is refused before training
+    assert experiments.DEFAULT_KNOBS["lr_schedule"] is None
+    with pytest.raises(ValueError, match="lr_schedule"):
+        experiments.run_grid({"x": {**small, "lr_schedule": "linear"}}, train, val, None,
+                             schemes, 32, epochs=1, batch_size=16, echo=False)
+    assert experiments.ablation_configs(small, lr_schedule=["cosine"])["lr_schedule=cosine"] \
+        == configs["cosine"]

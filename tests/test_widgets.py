@@ -121,3 +121,10 @@ def test_train_knobs_and_playground(faces, tmp_path):
     assert knob_values["conv_filters"] == (16, 32)
     assert knob_values["dropout"] == pytest.approx(0.3)
     assert widgets.knobs_label(knob_values).startswith("16-32 bn_relu d128 p0.3 adam")
+    # the seed is a control too: a repeat under another seed is named apart
+    assert knob_values["seed"] == 0 and widgets.knobs_label(knob_values).endswith("e1")
+    panel.controls["seed"].value = 3
+    assert panel.knobs()["seed"] == 3
+    assert widgets.knobs_label(panel.knobs()).endswith("e1 s3")
+    with pytest.raises(ValueError, match="seed"):
+        widgets.knobs_label({"seed": -1})
