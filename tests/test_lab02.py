@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from lab_settings import settings_namespace
+
 # the quick profile: the base and one variation of each of two knobs of study C
 QUICK_GRID = ["base", "bn_order=relu_bn", "optimizer=rmsprop"]
 MIN_MARGIN = {"age": 2.5, "gender": 0.15}  # the lab's "learned": years of age MAE, accuracy
@@ -183,26 +185,7 @@ def test_lab02_quotes_the_study_in_years(lab_results):
 # ---------------------------------------------------------------------------------------------
 
 def _settings_namespace(tmp_path, **parameters) -> dict:
-    """Run the lab's cells up to its settings cell (imports, parameters, then ``parameters``
-    as papermill injects them) in a fresh namespace; return the namespace."""
-    import nbformat
-    from IPython.core.inputtransformer2 import TransformerManager
-
-    from faceattr_lab import runner
-
-    nb = nbformat.read(runner.find_lab("02"), as_version=4)
-    code = [c.source for c in nb.cells if c.cell_type == "code"]
-    tagged = next(i for i, c in enumerate([c for c in nb.cells if c.cell_type == "code"])
-                  if "parameters" in c.metadata.get("tags", []))
-    injected = "\n".join(f"{name} = {value!r}" for name, value in
-                         {"OUTPUT_DIR": str(tmp_path), **parameters}.items())
-    cells = [*code[:tagged + 1], injected, code[tagged + 1]]
-    assert "fl.config.settings(" in cells[-1]
-    namespace: dict = {}
-    transform = TransformerManager().transform_cell
-    for source in cells:
-        exec(compile(transform(source), "<lab 02>", "exec"), namespace)
-    return namespace
+    return settings_namespace("02", tmp_path, **parameters)
 
 
 @pytest.mark.parametrize("parameters, named", [

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from lab_settings import settings_namespace
+
 CHEAP_STUDY_B = {"Xception", "VGG19", "MobileNetV2"}  # built and counted in the quick profile
 TASKS = ("gender", "age", "race")
 FEATURES = 256  # SmallVGG's last block
@@ -108,3 +110,34 @@ def test_lab03_runs_and_records_what_it_teaches(lab_results):
     for task, gap in block_gaps.items():
         assert gap["difference"] == pytest.approx(blocks["block3_pool"][f"{task} acc"]
                                                   - blocks["block4_pool"][f"{task} acc"])
+
+
+@pytest.mark.parametrize("parameters, named", [
+    ({"IMAGE_SIZE": 8}, "IMAGE_SIZE"),
+    ({"TRAIN_BACKBONES": "SmallVGG,Xception", "IMAGE_SIZE": 32}, "IMAGE_SIZE"),  # 71 px
+    ({"TRAIN_BACKBONES": "ResNet-50"}, "TRAIN_BACKBONES"),
+    ({"COUNT_BACKBONES": "VGG19,,MobileNetV2"}, "COUNT_BACKBONES"),
+    ({"FINE_TUNE_BACKBONE": "VGG-16"}, "FINE_TUNE_BACKBONE"),
+    ({"FINE_TUNE_LAYERS": 0}, "FINE_TUNE_LAYERS"),
+    ({"FINE_TUNE_LR": -1e-4}, "FINE_TUNE_LR"),
+    ({"FINE_TUNE_EPOCHS": 0}, "FINE_TUNE_EPOCHS"),
+    ({"N_FACES": 50}, "N_FACES"),
+    ({"RANDOM_CONTROL": "yes"}, "RANDOM_CONTROL"),
+    ({"WEIGHTS": "/no/such/file.weights.h5"}, "WEIGHTS"),
+    ({"EPOCHS": 0}, "EPOCHS"),
+    ({"SEED": -1}, "SEED"),
+])
+def test_lab03_settings_cell_rejects_invalid_parameters(tmp_path, parameters, named):
+    with pytest.raises(ValueError, match=rf"^{named}="):
+        settings_namespace("03", tmp_path, **parameters)
+
+
+def test_lab03_settings_cell_resolves_the_profiles(tmp_path):
+    quick = settings_namespace("03", tmp_path)
+    run = quick["run"]
+    assert (run.image_size, run.weights, run["fine_tune_layers"]) == (32, "synthetic", 8)
+    assert quick["train_names"] == ["SmallVGG"] and quick["fine_tune_name"] == "SmallVGG"
+    assert quick["weights_for"]("MobileNetV2") is None  # offline: no ImageNet in the quick profile
+    full = settings_namespace("03", tmp_path, PROFILE="full", WEIGHTS="random")
+    assert full["run"].image_size == 100 and full["fine_tune_name"] == "MobileNetV2"
+    assert len(full["train_names"]) == 7 and full["weights_for"]("VGG16") is None
