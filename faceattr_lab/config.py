@@ -189,25 +189,19 @@ def _fmt(value) -> str:
 
 
 def _example(kinds, value, minimum, maximum):
-    """A value to suggest instead of ``value``, or None when there is no obvious one."""
-    if isinstance(value, str) and kinds and str not in kinds:
-        for k in (int, float):
-            if k in kinds:
-                try:
-                    value = k(value.strip())
-                    break
-                except ValueError:
-                    pass
-        else:
-            return minimum if minimum is not None else maximum
-    if isinstance(value, float) and math.isfinite(value) and int in kinds and float not in kinds:
-        value = round(value)
-    if kinds and not any(_matches(value, k) for k in kinds):
-        return minimum if minimum is not None else maximum
-    if isinstance(value, numbers.Real) and not _is_bool(value) and value == value:
-        if minimum is not None and not value >= minimum:
+    """A value to suggest: the number a quoted one meant, or the bound it crossed (or None)."""
+    if isinstance(value, str) and kinds and str not in kinds:  # e.g. "1e-4" from a shell
+        for k in (k for k in (int, float) if k in kinds):
+            try:
+                value = k(value.strip())
+                break
+            except ValueError:
+                pass
+    fits = not kinds or any(_matches(value, k) for k in kinds)
+    if fits and isinstance(value, numbers.Real) and not _is_bool(value) and value == value:
+        if minimum is not None and value < minimum:
             return minimum
-        if maximum is not None and not value <= maximum:
+        if maximum is not None and value > maximum:
             return maximum
         return value
     return minimum if minimum is not None else maximum
