@@ -330,7 +330,196 @@ def mean_std(fn, strict: bool = True) -> bool | None:
     return _verdict("mean_std", problems, strict)
 
 
+# ---------------------------------------------------------------------------------------------
+# Lab 04: single-task vs multi-task
+# ---------------------------------------------------------------------------------------------
+
+def one_off_accuracy(fn, strict: bool = True) -> bool | None:
+    """Check lab 04's ``one_off(y_true, y_pred)``: share within one age group. Lab 04."""
+    cases = [(([0, 3, 7, 4], [0, 3, 7, 4]), 1.0),   # all exact
+             (([2, 2, 2, 2], [1, 3, 0, 4]), 0.5),   # one below, one above, two off by 2
+             (([5, 0, 7], [4, 1, 6]), 1.0),         # every one off by exactly one
+             (([0, 7, 3, 3, 6], [7, 0, 5, 1, 6]), 0.2)]
+    problems = []
+    for (truth, predicted), expected in cases:
+        got = fn(list(truth), list(predicted))
+        if not _close(got, expected):
+            problems.append(f"one_off({truth}, {predicted}) returned {got!r}, expected "
+                            f"{expected} (a difference of exactly 1, either way, counts).")
+    return _verdict("one_off_accuracy", problems, strict)
+
+
+_PROBS = [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.25, 0.25, 0.5], [0.6, 0.3, 0.1]]
+
+
+def masked_cross_entropy(fn, strict: bool = True) -> bool | None:
+    """Check lab 04's ``masked_cross_entropy(y_true, probabilities)``: -1 marks no label. Lab 04."""
+    import math
+
+    cases = [([0, 1, 2, 0], (-math.log(0.7) - math.log(0.8) - math.log(0.5) - math.log(0.6)) / 4),
+             ([0, -1, 2, -1], (-math.log(0.7) - math.log(0.5)) / 2),
+             ([-1, 1, -1, -1], -math.log(0.8)),
+             ([-1, -1, -1, -1], 0.0)]
+    problems = []
+    for labels, expected in cases:
+        try:
+            got = fn(list(labels), [list(row) for row in _PROBS])
+        except Exception as error:  # noqa: BLE001 - say what went wrong, do not crash the lab
+            problems.append(f"masked_cross_entropy({labels}, ...) raised "
+                            f"{type(error).__name__}: {error}.")
+            continue
+        if got is None or not _close(got, expected, tol=1e-6):
+            hint = (" With no labelled face return 0.0." if expected == 0.0
+                    else " Average over the labelled faces only (y_true >= 0).")
+            problems.append(f"masked_cross_entropy({labels}, ...) returned {got!r}, expected "
+                            f"{expected:.6f}.{hint}")
+    return _verdict("masked_cross_entropy", problems, strict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Lab 05: supervised contrastive learning
+# ---------------------------------------------------------------------------------------------
+
+# A tiny batch worked by hand: five 2-D projections (not unit length) and their labels.
+_SUPCON_Z = [[2.0, 0.0], [0.6, 0.8], [0.0, 3.0], [-1.0, 1.0], [0.5, -0.5]]
+_SUPCON_LABELS = [0, 0, 1, 1, 2]
+
+
+def _anchor_loss(z, labels, i: int, temperature: float) -> float:
+    """Khosla et al.'s L_out for anchor ``i`` of one view, by loops: unit rows, positives the
+    other rows with its label, the denominator every row but the anchor; 0 with no positive."""
+    import math
+
+    unit = [[v / math.sqrt(sum(x * x for x in row)) for v in row] for row in z]
+    logit = [sum(a * b for a, b in zip(unit[i], row)) / temperature for row in unit]
+    others = [a for a in range(len(z)) if a != i]
+    positives = [p for p in others if labels[p] == labels[i]]
+    if not positives:
+        return 0.0
+    log_denominator = math.log(sum(math.exp(logit[a]) for a in others))
+    return -sum(logit[p] - log_denominator for p in positives) / len(positives)
+
+
+def supcon_anchor_loss(fn, strict: bool = True) -> bool | None:
+    """Check lab 05's ``anchor_loss(z, labels, i, temperature)``: one anchor's SupCon loss. Lab 05.
+
+    Khosla et al. (2020), eq. 2 (L_out), one view: rows L2-normalised; the positives P(i) are
+    the other rows with anchor i's label; each positive's log-probability is its logit
+    ``z_i . z_p / temperature`` minus the log of the sum of exp(logits) over every row except
+    ``i``; the loss is minus their mean, and 0 for an anchor with no positive. The answers are
+    worked out here with plain loops, not with ``fl.losses``.
+    """
+    import math
+
+    problems = []
+    for i, temperature in ((0, 0.1), (1, 0.5), (2, 0.1), (3, 1.0), (4, 0.1)):
+        expected = _anchor_loss(_SUPCON_Z, _SUPCON_LABELS, i, temperature)
+        call = f"anchor_loss(z, labels, i={i}, temperature={temperature})"
+        try:
+            got = float(fn([list(r) for r in _SUPCON_Z], list(_SUPCON_LABELS), i, temperature))
+        except Exception as error:  # report, do not crash the student's notebook
+            problems.append(f"{call} raised {type(error).__name__}: {error}.")
+            continue
+        if _close(got, expected, 1e-4):
+            continue
+        # the usual slips, each computed the same careful way
+        unit = [[v / math.sqrt(sum(x * x for x in row)) for v in row] for row in _SUPCON_Z]
+        logit = [sum(a * b for a, b in zip(unit[i], row)) / temperature for row in unit]
+        raw = [sum(a * b for a, b in zip(_SUPCON_Z[i], row)) / temperature for row in _SUPCON_Z]
+        same = [p for p in range(len(logit)) if _SUPCON_LABELS[p] == _SUPCON_LABELS[i]]
+        positives = [p for p in same if p != i]
+        every = math.log(sum(math.exp(v) for v in logit))
+        if not positives:
+            hint = "an anchor with no positive contributes 0 (guard the division by |P(i)|)"
+        elif _close(got, -sum(logit[p] - every for p in same) / len(same), 1e-4):
+            hint = ("the anchor is not its own positive, nor in the denominator: that is the "
+                    "npairs form, not Khosla et al.'s")
+        elif _close(got, -sum(logit[p] - every for p in positives) / len(positives), 1e-4):
+            hint = "leave the anchor itself out of the denominator (sum over a != i)"
+        elif _close(got, _anchor_loss(_SUPCON_Z, _SUPCON_LABELS, i, temperature)
+                    * len(positives), 1e-4):
+            hint = "average over the positives (divide by |P(i)|), do not sum"
+        elif _close(got, -sum(raw[p] - math.log(sum(math.exp(raw[a]) for a in range(len(raw))
+                                                     if a != i)) for p in positives)
+                    / len(positives), 1e-4):
+            hint = "L2-normalise each row first: the logits are cosines over the temperature"
+        elif _close(got, expected * temperature / 0.07, 1e-4):
+            hint = "leave out the temperature / 0.07 factor here; the kit adds it afterwards"
+        else:
+            hint = ("minus the mean, over the positives p, of logit(i, p) minus the log of the "
+                    "sum of exp(logit(i, a)) over every a != i")
+        problems.append(f"{call} returned {got!r}, expected {expected:.4f} ({hint}).")
+    return _verdict("supcon_anchor_loss", problems, strict)
+
+
+def _knn_cases():
+    """Hand-made embeddings whose rows vary in length, so cosine and euclidean k-NN differ."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    directions = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    train_y, val_y = np.repeat([0, 1, 2], 8), np.tile([0, 1, 2], 5)
+    lengths = rng.uniform(0.2, 5.0, 24 + 15)[:, None]
+    noise = rng.normal(scale=0.35, size=(39, 3))
+    points = (np.concatenate([directions[train_y], directions[val_y]]) + noise) * lengths
+    return points[:24], train_y, points[24:], val_y
+
+
+def _knn_reference(train_x, train_y, val_x, val_y, k, metric="cosine", nearest=True) -> float:
+    import numpy as np
+
+    if metric == "cosine":
+        unit_train = train_x / np.linalg.norm(train_x, axis=1, keepdims=True)
+        unit_val = val_x / np.linalg.norm(val_x, axis=1, keepdims=True)
+        distance = 1.0 - unit_val @ unit_train.T
+    else:
+        distance = np.linalg.norm(val_x[:, None, :] - train_x[None, :, :], axis=-1)
+    hits = 0
+    for row, truth in zip(distance, val_y):
+        order = np.argsort(row) if nearest else np.argsort(row)[::-1]
+        votes = np.bincount(train_y[order[:k]], minlength=3)
+        hits += int(np.argmax(votes) == truth)  # a tie goes to the smallest label
+    return hits / len(val_y)
+
+
+def knn_accuracy(fn, strict: bool = True) -> bool | None:
+    """Check lab 05's ``knn_accuracy(train_x, train_y, val_x, val_y, k)`` by hand. Lab 05.
+
+    Cosine k-NN: for each validation row, the k training rows with the highest cosine
+    similarity vote (a tie goes to the smallest label); the answer is the share of validation
+    rows whose vote is their label. The hand-made rows differ in length, so a euclidean
+    distance gives other answers.
+    """
+    import numpy as np
+
+    train_x, train_y, val_x, val_y = _knn_cases()
+    problems = []
+    for k in (1, 3, 5):
+        expected = _knn_reference(train_x, train_y, val_x, val_y, k)
+        try:
+            got = float(fn(train_x.copy(), train_y.copy(), val_x.copy(), val_y.copy(), k))
+        except Exception as error:
+            problems.append(f"knn_accuracy(..., k={k}) raised {type(error).__name__}: {error}.")
+            continue
+        if _close(got, expected, 1e-9):
+            continue
+        if _close(got, _knn_reference(train_x, train_y, val_x, val_y, k, "euclidean"), 1e-9):
+            hint = ("that is the euclidean distance; compare directions: divide each row by its "
+                    "length (cosine similarity)")
+        elif _close(got, _knn_reference(train_x, train_y, val_x, val_y, k, nearest=False), 1e-9):
+            hint = "the nearest rows have the HIGHEST cosine (the smallest distance)"
+        elif _close(got, float(np.mean(val_y == np.bincount(train_y).argmax())), 1e-9):
+            hint = "that is the majority class; let each row's own k neighbours vote"
+        else:
+            hint = ("for each validation row take the k training rows of highest cosine "
+                    "similarity, predict their most common label, and score the share right")
+        problems.append(f"knn_accuracy(..., k={k}) returned {got!r}, expected {expected:.4f} "
+                        f"({hint}).")
+    return _verdict("knn_accuracy", problems, strict)
+
+
 __all__ = ["CheckFailed", "majority_share",
            "balanced_accuracy_from_confusion", "grouped_imbalance", "to_fairface_group",
            "conv_params", "block_features", "feature_side",
-           "mae_to_years", "one_factor_configs", "mean_std"]
+           "mae_to_years", "one_factor_configs", "mean_std",
+           "supcon_anchor_loss", "knn_accuracy"]

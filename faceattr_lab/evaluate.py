@@ -300,8 +300,42 @@ def features(model, dataset) -> tuple[np.ndarray, dict]:
             {k: np.concatenate([b[k] for b in labels], axis=0) for k in labels[0]})
 
 
+def knn_accuracy(train_features, train_labels, val_features, val_labels, k: int = 10,
+                 metric: str = "cosine") -> float:
+    """How well an embedding separates the classes: a k-NN classifier's accuracy. Lab 05.
+
+    scikit-learn's ``KNeighborsClassifier(k, metric=metric)`` is fitted on the training rows
+    and scored on the validation rows (never the reverse: a point is its own nearest
+    neighbour). ``metric="cosine"`` compares directions, as SupCon does. Rows whose label is
+    missing (negative or NaN, ``fl.labels`` masks) are left out.
+    """
+    from sklearn.neighbors import KNeighborsClassifier
+
+    def rows(features, labels, name):
+        features = np.asarray(features, dtype=float)
+        labels = np.asarray(labels, dtype=float).ravel()
+        if features.ndim != 2 or len(features) != len(labels):
+            raise ValueError(f"{name}: pass features (N, D) and N labels, got features of shape "
+                             f"{features.shape} and {len(labels)} labels.")
+        keep = ~np.isnan(labels) & (labels >= 0)
+        return features[keep], labels[keep].astype(int)
+
+    train_x, train_y = rows(train_features, train_labels, "train")
+    val_x, val_y = rows(val_features, val_labels, "val")
+    if train_x.shape[1] != val_x.shape[1]:
+        raise ValueError(f"train features have {train_x.shape[1]} columns, val features "
+                         f"{val_x.shape[1]}; embed both splits with the same model.")
+    if not isinstance(k, (int, np.integer)) or not 1 <= k <= len(train_x):
+        raise ValueError(f"k={k!r}; pass an int between 1 and the {len(train_x)} labelled "
+                         "training rows, e.g. 10.")
+    if len(val_x) == 0:
+        raise ValueError("no labelled validation row to score; check val_labels.")
+    model = KNeighborsClassifier(n_neighbors=int(k), metric=metric).fit(train_x, train_y)
+    return float(model.score(val_x, val_y))
+
+
 def predict_oversampled(model, dataset, schemes, crop=227,
-                        metadata: pd.DataFrame | None = None) -> pd.DataFrame:
+                        metadata: pd.DataFrame | None = None, centre: bool = False):
     """:func:`predict` with Levi & Hassner's over-sampled test: 10 crops, averaged. Lab 04.
 
     Levi & Hassner (2015), "Age and Gender Classification using Convolutional Neural
@@ -310,25 +344,43 @@ def predict_oversampled(model, dataset, schemes, crop=227,
     corner crops of side ``crop``, its centre crop and their horizontal mirrors
     (``fl.pipeline.ten_crops``); the model runs on each, and every head's output is averaged
     over the 10 (softmax probabilities, regression values, CORAL logits) before it is decoded
-    as :func:`predict` does. Returns the same table as :func:`predict`.
+    as :func:`predict` does. Returns the same table as :func:`predict`; with ``centre=True``
+    a pair ``(over_sampled, centre_crop)``, the second from the unmirrored centre crop alone
+    (the paper's "single crop" test), taken from the same pass.
     """
-    return predict(_TenCropAverage(model, crop), dataset, schemes, metadata=metadata)
+    averaged = _TenCropAverage(model, crop)
+    over_sampled = predict(averaged, dataset, schemes, metadata=metadata)
+    if not centre:
+        return over_sampled
+    return over_sampled, predict(_Replay(averaged.centre), dataset, schemes, metadata=metadata)
 
 
 class _TenCropAverage:
-    """Wraps a model: ``predict_on_batch`` runs it on the 10 crops and averages each output."""
+    """Wraps a model: ``predict_on_batch`` runs it on the 10 crops and averages each output;
+    the centre crop's own outputs are kept in ``centre``, one entry per batch."""
 
     def __init__(self, model, crop):
-        self.model, self.crop = model, crop
+        self.model, self.crop, self.centre = model, crop, []
 
     def predict_on_batch(self, images):
         from faceattr_lab import pipeline
 
         run = getattr(self.model, "predict_on_batch", None) or self.model
         outputs = [run(view) for view in _to_numpy(pipeline.ten_crops(images, self.crop))]
+        self.centre.append(outputs[pipeline.TEN_CROPS.index("centre")])
         if isinstance(outputs[0], Mapping):
             return {k: np.mean([_to_numpy(o[k]) for o in outputs], axis=0) for k in outputs[0]}
         return np.mean([_to_numpy(o) for o in outputs], axis=0)
+
+
+class _Replay:
+    """A stand-in model that returns stored outputs, one batch after another."""
+
+    def __init__(self, outputs):
+        self.outputs = iter(outputs)
+
+    def predict_on_batch(self, images):
+        return next(self.outputs)
 
 
 def _decode_task(scheme, raw: np.ndarray, truth: np.ndarray) -> dict:
@@ -831,5 +883,6 @@ def _format_mean_std(mean: float, std: float, digits: int) -> str:
 
 __all__ = ["TIDY_COLUMNS", "BREAKDOWN_COLUMNS", "GROUP_NAMES", "classification_metrics",
            "one_off_accuracy", "regression_metrics", "majority_baseline", "bootstrap_ci",
-           "paired_bootstrap", "paired_difference", "predict", "features", "predict_oversampled",
+           "paired_bootstrap", "paired_difference", "predict", "features", "knn_accuracy",
+           "predict_oversampled",
            "evaluate", "breakdown", "confusion", "compare", "summarize", "wide"]

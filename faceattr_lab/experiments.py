@@ -329,21 +329,22 @@ def _same(a, b) -> bool:
     return a == b
 
 
-CV_COLUMNS = ("run", "fold", "task", "metric", "value")
+CV_COLUMNS = ("run", "test", "fold", "task", "metric", "value")
 
 
 class CrossValidation(NamedTuple):
     """What :func:`cross_validate` returns: ``table, summary, predictions = cv``. Lab 04."""
 
-    table: pd.DataFrame        # tidy: run, fold, task, metric, value (one row per fold x metric)
+    table: pd.DataFrame        # tidy: run, test, fold, task, metric, value (a row per fold x metric)
     summary: pd.DataFrame      # fl.evaluate.summarize over folds: mean, std, n, "mean ± std"
-    predictions: pd.DataFrame  # every test image once: fl.evaluate.predict columns + metadata
+    predictions: pd.DataFrame  # every test image once per test: fl.evaluate.predict + metadata
 
 
 def cross_validate(df: pd.DataFrame, schemes, build_fn, *, image_size, epochs: int,
                    batch_size: int, crop=None, seed: int = 0, folds=None, val_fold=None,
                    early_stopping: int | None = None, augment=False, oversample: bool = False,
                    optimizer="adam", learning_rate: float | None = 1e-3, run: str = "cv",
+                   missing: str = "raise", cache: bool = False,
                    summary_metrics=("accuracy", "one_off_accuracy"),
                    output_dir: str | Path | None = None, echo: bool = True) -> CrossValidation:
     """Adience's k-fold protocol: one model per test fold, metrics per fold, mean ± std. Lab 04.
@@ -356,19 +357,24 @@ def cross_validate(df: pd.DataFrame, schemes, build_fn, *, image_size, epochs: i
     (``optimizer``, ``learning_rate``) unless it comes compiled), ``fl.train.fit`` for
     ``epochs`` on the other folds (``fl.pipeline.make_dataset(..., image_size, crop,
     training=True, augment, shuffle_seed=seed)``: a random crop and flip when ``crop`` is
-    set), then ``fl.evaluate.predict`` on fold ``f`` (centre crop, or the 10-crop average of
-    ``fl.evaluate.predict_oversampled`` with ``oversample=True``).
+    set), then ``fl.evaluate.predict`` on fold ``f``: the centre crop, and with
+    ``oversample=True`` also the 10-crop average of ``fl.evaluate.predict_oversampled`` (both
+    from one pass; the ``test`` column says which: "centre crop" or "over-sampled").
+
+    ``missing="mask"`` keeps rows that lack some scheme's label (a multi-task model then learns
+    each head from the rows that have its label; see ``fl.pipeline.make_dataset``);
+    ``cache=True`` keeps each fold's decoded images in memory after the first epoch.
 
     ``val_fold``: ``None`` (the paper: no validation), ``"next"`` (the fold after the test
     fold, cyclically) or a function ``test_fold -> fold``; the validation fold is taken out
     of the training folds and is never the test fold. ``early_stopping`` (patience) needs one.
 
-    Returns :class:`CrossValidation`: ``table`` (``run``, ``fold``, ``task``, ``metric``,
+    Returns :class:`CrossValidation`: ``table`` (``run``, ``test``, ``fold``, ``task``, ``metric``,
     ``value`` from ``fl.evaluate.evaluate``: accuracy and, for ordered age groups,
     ``one_off_accuracy``), ``summary`` (``fl.evaluate.summarize`` over folds of the
     ``summary_metrics``; ``None`` for every metric) and ``predictions`` (one row per image of
-    the table, each predicted by the model that did not train on its fold; with ``path``,
-    ``fold`` and ``user_id`` where present). ``output_dir`` keeps each fold's
+    the table and test, each predicted by the model that did not train on its fold; with
+    ``test``, ``path``, ``fold`` and ``user_id`` where present). ``output_dir`` keeps each fold's
     ``history.csv``, checkpoint and final state under ``<output_dir>/fold<f>``: run again
     after a crash, finished folds are loaded instead of trained and an interrupted one
     continues (``fl.train.fit``'s resume; a changed seed, fold split or setting starts afresh).
@@ -410,12 +416,14 @@ def cross_validate(df: pd.DataFrame, schemes, build_fn, *, image_size, epochs: i
         parts = pipeline.adience_folds(df, test_fold, held_out)
         train_ds = pipeline.make_dataset(parts["train"], schemes, image_size, batch_size,
                                          training=True, augment=augment or None,
-                                         shuffle_seed=seed, crop=crop)
+                                         shuffle_seed=seed, crop=crop, missing=missing,
+                                         cache=cache)
         eval_batch = max(batch_size, EVAL_BATCH)
         val_ds = (pipeline.make_dataset(parts["val"], schemes, image_size, eval_batch,
-                                        crop=crop) if held_out is not None else None)
+                                        crop=crop, missing=missing, cache=cache)
+                  if held_out is not None else None)
         test_ds = pipeline.make_dataset(parts["test"], schemes, image_size, eval_batch,
-                                        crop=None if oversample else crop)
+                                        crop=None if oversample else crop, missing=missing)
 
         fl.set_seed(seed)
         model = build_fn(input_shape, schemes)
@@ -425,29 +433,34 @@ def cross_validate(df: pd.DataFrame, schemes, build_fn, *, image_size, epochs: i
         fold_id = {"seed": seed, "test_fold": test_fold, "val_fold": held_out,
                    "train_faces": pd.util.hash_pandas_object(
                        parts["train"]["path"].astype(str), index=False).sum().item(),
-                   "image_size": image_size, "crop": crop, "augment": augment}
+                   "image_size": image_size, "crop": crop, "augment": augment,
+                   "missing": missing}
         history = train.fit(model, train_ds, val_ds, epochs=epochs, output_dir=out,
                             early_stopping=early_stopping, fingerprint=fold_id, verbose=0)
         metadata = parts["test"][metadata_columns].reset_index(drop=True)
         if oversample:
-            fold_predictions = evaluate.predict_oversampled(model, test_ds, schemes, crop=crop,
-                                                            metadata=metadata)
+            over_sampled, centre = evaluate.predict_oversampled(
+                model, test_ds, schemes, crop=crop, metadata=metadata, centre=True)
+            tests = {"centre crop": centre, "over-sampled": over_sampled}
         else:
-            fold_predictions = evaluate.predict(model, test_ds, schemes, metadata=metadata)
-        table = evaluate.evaluate(fold_predictions, schemes, run=run)
-        tables.append(table[["run", "task", "metric", "value"]].assign(fold=test_fold))
-        predictions.append(fold_predictions)
+            tests = {"centre crop": evaluate.predict(model, test_ds, schemes,
+                                                     metadata=metadata)}
+        for test, fold_predictions in tests.items():
+            table = evaluate.evaluate(fold_predictions, schemes, run=run)
+            tables.append(table[["run", "task", "metric", "value"]].assign(fold=test_fold,
+                                                                           test=test))
+            predictions.append(fold_predictions.assign(test=test))
         if echo:
             accuracy = table[table["metric"] == "accuracy"]
             scores = ", ".join(f"{t} accuracy {v:.3f}" for t, v in zip(accuracy["task"],
                                                                        accuracy["value"]))
             print(f"{run} | test fold {test_fold} (val fold {held_out}): "
-                  f"{len(history.epoch)} epochs, {scores}", flush=True)
+                  f"{len(history.epoch)} epochs, {scores} ({test})", flush=True)
 
     table = pd.concat(tables, ignore_index=True)[list(CV_COLUMNS)]
     chosen = table if summary_metrics is None else \
         table[table["metric"].isin(list(summary_metrics))]
-    summary = evaluate.summarize(chosen, by=("run", "task", "metric"), over="fold")
+    summary = evaluate.summarize(chosen, by=("run", "test", "task", "metric"), over="fold")
     return CrossValidation(table, summary, pd.concat(predictions, ignore_index=True))
 
 

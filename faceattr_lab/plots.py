@@ -423,19 +423,25 @@ def _label_height(mean: float, level: float, spread: float, text: float, clear: 
 # --------------------------------------------------------------------------------------------
 
 def paired_seeds(table: pd.DataFrame, metric: str, task: str = "all", runs=None,
-                 split: str | None = "val", title: str | None = None):
+                 split: str | None = "val", title: str | None = None, by: str = "seed",
+                 baseline: float | None = None, baseline_label: str = "majority class"):
     """One line per seed across runs (paired repeats), the mean in black. Lab 02.
 
     Reads a grid table (``fl.experiments.run_grid``: columns run, seed, task, metric, value,
     and split when ``split`` is given). Lines that slope the same way for every seed show a
     difference that the seed does not explain; crossing lines show one that it may.
+    ``by="fold"`` pairs the folds of ``fl.experiments.cross_validate`` instead (lab 04);
+    ``baseline`` draws a dashed line at a no-learning score (e.g. the majority class).
     """
-    _check_columns(table, ["run", "seed", "task", "metric", "value"]
+    if by not in ("seed", "fold"):
+        raise ValueError(f"by={by!r}; pair runs by 'seed' (lab 02's grids) or 'fold' "
+                         "(cross_validate's table).")
+    _check_columns(table, ["run", by, "task", "metric", "value"]
                    + (["split"] if split is not None else []))
     rows = table[(table["task"] == task) & (table["metric"] == metric)]
     if split is not None:
         rows = rows[rows["split"] == split]
-    values = rows.pivot_table(index="seed", columns="run", values="value", sort=False)
+    values = rows.pivot_table(index=by, columns="run", values="value", sort=False)
     runs = list(values.columns) if runs is None else list(runs)
     missing = [run for run in runs if run not in values.columns]
     if missing or len(runs) < 2:
@@ -443,20 +449,75 @@ def paired_seeds(table: pd.DataFrame, metric: str, task: str = "all", runs=None,
                          f"available {sorted(values.columns)}.")
     values = values[runs].dropna()
     if values.empty:
-        raise ValueError(f"runs {runs} share no seed; run them under the same seeds.")
+        raise ValueError(f"runs {runs} share no {by}; run them under the same {by}s.")
     fig, ax = _figure(figsize=(max(4.5, 1.6 * len(runs) + 2.5), 4))
     xs = np.arange(len(runs))
     for seed, row in values.iterrows():
-        ax.plot(xs, row.to_numpy(), marker="o", alpha=0.7, label=f"seed {seed}")
+        ax.plot(xs, row.to_numpy(), marker="o", alpha=0.7, label=f"{by} {seed}")
     ax.plot(xs, values.mean().to_numpy(), color="black", linewidth=3, marker="s",
-            label="mean over seeds")
+            label=f"mean over {by}s")
+    if baseline is not None:
+        ax.axhline(baseline, color=BASELINE_COLOR, linestyle="--", linewidth=1,
+                   label=baseline_label)
     ax.set_xticks(xs, [str(run) for run in runs])
     where = f", {split} split" if split is not None else ""
-    ax.set(xlabel="configuration", ylabel=f"{metric} (task {task}{where})",
-           title=title or f"{task} {metric}{where}, paired by seed")
+    ax.set(xlabel="configuration" if by == "seed" else "model",
+           ylabel=f"{metric} (task {task}{where})",
+           title=title or f"{task} {metric}{where}, paired by {by}")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
+    return fig
+
+
+def accuracy_vs_params(table: pd.DataFrame, metric: str = "accuracy", panel: str = "task",
+                       baseline: dict | None = None, title: str | None = None):
+    """Score against trainable parameters (log scale), one point per model and panel. Lab 04.
+
+    ``table`` has columns ``model``, ``trainable``, ``value`` and ``panel`` (e.g. ``task``):
+    one row per model and panel; an optional ``note`` column is written beside each point
+    (e.g. the task, where one panel holds several). ``baseline`` maps a panel to a
+    no-learning score (e.g. the majority class), drawn dashed. Points to the upper left do
+    more with fewer parameters.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    _check_columns(table, ["model", "trainable", "value", panel])
+    if (table["trainable"] <= 0).any():
+        raise ValueError("trainable parameters must be > 0 for a log axis; drop models that "
+                         "train nothing.")
+    panels = list(pd.unique(table[panel]))
+    fig, axes = _figure(1, len(panels), figsize=(4.2 * len(panels) + 2.5, 4.2), squeeze=False,
+                        layout="constrained")
+    colours = {m: f"C{i % 10}" for i, m in enumerate(pd.unique(table["model"]))}
+    for ax, name in zip(axes[0], panels):
+        rows = table[table[panel] == name]
+        for _, row in rows.iterrows():
+            ax.scatter(row["trainable"], row["value"], s=40, color=colours[row["model"]],
+                       label=row["model"], zorder=3)
+            if "note" in rows and isinstance(row["note"], str):
+                ax.annotate(row["note"], (row["trainable"], row["value"]), fontsize=7,
+                            xytext=(5, 3), textcoords="offset points")
+        if baseline is not None and name in baseline:
+            ax.axhline(baseline[name], color=BASELINE_COLOR, linestyle="--", linewidth=1,
+                       label="majority class")
+        ax.set_xscale("log")
+        low, high = rows["trainable"].min(), rows["trainable"].max()
+        ax.set_xlim(low / 2, high * 2)  # room around the points, at least a factor of 4
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))  # a tick in any range
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set(title=str(name), xlabel="trainable parameters (log scale)", ylabel=metric)
+        ax.grid(alpha=0.3)
+    handles, labels = {}, []
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    fig.legend(list(handles.values()), list(handles), fontsize="small", loc="outside right upper")
+    fig.suptitle(title or f"{metric} against trainable parameters")
+    for ax in axes[0]:
+        for label in ax.get_xticklabels():
+            label.set_rotation(30)
     return fig
 
 
@@ -522,6 +583,45 @@ def _age_errors(table: pd.DataFrame, output: str):
     return true[known], np.abs(pred[known] - true[known])
 
 
+def _projection(features, method: str, seed: int):
+    """(N, 2) points and the two axis names: PCA or t-SNE (scikit-learn) of (N, D) features."""
+    if method == "pca":
+        from sklearn.decomposition import PCA
+
+        pca = PCA(n_components=2, random_state=seed)
+        points = pca.fit_transform(features)
+        ratio = pca.explained_variance_ratio_
+        return points, [f"PC {i + 1} ({ratio[i]:.0%} of variance)" for i in range(2)]
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30.0, max(2.0, (len(features) - 1) / 3)))
+        points = TSNE(n_components=2, perplexity=perplexity, init="pca",
+                      random_state=seed).fit_transform(features)
+        return points, ["t-SNE 1", "t-SNE 2"]
+    raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}.")
+
+
+def _embedding_features(features, n_labels: int, what: str = "features") -> np.ndarray:
+    features = np.asarray(features, dtype=float).reshape(len(features), -1)
+    if n_labels != len(features):
+        raise ValueError(f"{len(features)} {what} rows but {n_labels} labels; give one label "
+                         "per row.")
+    if len(features) < 3:
+        raise ValueError("embedding needs at least 3 points.")
+    return features
+
+
+def _scatter_classes(ax, points, labels, class_names, size: float = 10) -> None:
+    values = pd.unique(labels)
+    if np.issubdtype(np.asarray(values).dtype, np.number):
+        values = np.sort(values)  # class indices: the legend in the scheme's order
+    for value in values:
+        mask = labels == value
+        ax.scatter(points[mask, 0], points[mask, 1], s=size, alpha=0.7,
+                   label=_label_name(value, class_names))
+
+
 def embedding(features, labels, method: str = "pca", class_names: Sequence[str] | None = None,
               title: str | None = None, seed: int = 0):
     """2-D scatter of feature vectors (PCA or t-SNE, scikit-learn) coloured by label. Lab 05.
@@ -529,37 +629,57 @@ def embedding(features, labels, method: str = "pca", class_names: Sequence[str] 
     ``features`` is (N, D), e.g. an encoder's outputs; ``labels`` N class indices or names.
     t-SNE is slow beyond a few thousand points; PCA is linear and instant.
     """
-    features = np.asarray(features, dtype=float).reshape(len(features), -1)
     labels = np.asarray(labels)
-    if len(labels) != len(features):
-        raise ValueError(f"{len(features)} feature rows but {len(labels)} labels; give one label "
-                         "per row.")
-    if len(features) < 3:
-        raise ValueError("embedding needs at least 3 points.")
-    if method == "pca":
-        from sklearn.decomposition import PCA
-
-        pca = PCA(n_components=2, random_state=seed)
-        points = pca.fit_transform(features)
-        ratio = pca.explained_variance_ratio_
-        axis_names = [f"PC {i + 1} ({ratio[i]:.0%} of variance)" for i in range(2)]
-    elif method == "tsne":
-        from sklearn.manifold import TSNE
-
-        perplexity = float(min(30.0, max(2.0, (len(features) - 1) / 3)))
-        points = TSNE(n_components=2, perplexity=perplexity, init="pca",
-                      random_state=seed).fit_transform(features)
-        axis_names = ["t-SNE 1", "t-SNE 2"]
-    else:
-        raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}.")
+    features = _embedding_features(features, len(labels))
+    points, axis_names = _projection(features, method, seed)
     fig, ax = _figure(figsize=(6, 5))
-    for value in pd.unique(labels):
-        mask = labels == value
-        name = _label_name(value, class_names)
-        ax.scatter(points[mask, 0], points[mask, 1], s=10, alpha=0.7, label=name)
+    _scatter_classes(ax, points, labels, class_names)
     ax.set(xlabel=axis_names[0], ylabel=axis_names[1],
            title=title or f"Feature embedding ({'PCA' if method == 'pca' else 't-SNE'})")
     ax.legend(fontsize="small", markerscale=2, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def embedding_grid(features: Mapping, labels: Mapping, method: str = "pca",
+                   class_names: Mapping | None = None, title: str | None = None, seed: int = 0):
+    """Several embeddings side by side: one row per feature set, one column per task. Lab 05.
+
+    ``features`` maps a row name (e.g. "before phase 1") to (N, D) vectors of the same N
+    images; ``labels`` maps a task to its N labels (class indices; a negative one, a missing
+    label, is not drawn); ``class_names`` maps a task to its class names. Each row is projected
+    once (PCA or t-SNE, as :func:`embedding`) and coloured by each task in turn, so a row shows
+    how one embedding separates every task.
+    """
+    if not features or not labels:
+        raise ValueError("pass at least one feature set and one task: features={name: (N, D)}, "
+                         "labels={task: N labels}.")
+    labels = {task: np.asarray(values) for task, values in labels.items()}
+    class_names = dict(class_names or {})
+    rows, cols = len(features), len(labels)
+    fig, axes = _figure(rows, cols, figsize=(3.4 * cols, 3.0 * rows), squeeze=False)
+    for r, (name, values) in enumerate(features.items()):
+        n = len(next(iter(labels.values())))
+        points, axis_names = _projection(_embedding_features(values, n, f"{name!r}"), method,
+                                         seed)
+        for c, (task, task_labels) in enumerate(labels.items()):
+            if len(task_labels) != n:
+                raise ValueError(f"labels[{task!r}] has {len(task_labels)} values, expected {n} "
+                                 "(one per image, in the features' order).")
+            keep = ~(np.asarray(task_labels, dtype=float) < 0)
+            ax = axes[r, c]
+            _scatter_classes(ax, points[keep], task_labels[keep], class_names.get(task), size=5)
+            ax.set_title(f"{name}: {task}", fontsize="medium")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel(axis_names[0], fontsize="small")  # each row has its own projection
+            if c == 0:
+                ax.set_ylabel(axis_names[1], fontsize="small")
+            if r == 0:
+                ax.legend(fontsize="x-small", markerscale=2, loc="best", ncols=1 + (
+                    len(pd.unique(task_labels[keep])) > 5))
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -804,5 +924,6 @@ def _as_category(series: pd.Series, name: str) -> pd.Series:
 
 __all__ = ["DPI", "save", "training_curves", "confusion_matrix", "group_bars", "compare_runs",
            "paired_seeds",
-           "age_error", "embedding", "image_grid", "PhotoFigure", "distribution", "histogram_edges",
+           "age_error", "embedding", "embedding_grid", "image_grid", "PhotoFigure", "distribution",
+           "histogram_edges",
            "crosstab_heatmap", "DISPLAY_DPI", "JPEG_QUALITY"]

@@ -962,12 +962,45 @@ def fit(model, train_ds, val_ds=None, epochs: int = 10, output_dir=None, *,
 # --------------------------------------------------------------------------------------------
 # SupCon phases
 # --------------------------------------------------------------------------------------------
+def _augmenter(augment):
+    """``(dataset, copies) -> dataset of (copies, labels)``: ``augment`` applied ``copies`` times
+    to each batch, reproducibly. The kit's ``fl.pipeline.Augmentation`` gets stateless per-image
+    seeds from ``tf.data.Dataset.random(augment.seed, rerandomize_each_iteration=True)`` (the same
+    draws on every run, new ones each epoch, replayed by a resumed ``fit``) and runs in
+    parallel; any other callable runs in order, one batch after another, so its own random
+    state is drawn in the same order on every run."""
+    import tensorflow as tf
+
+    from faceattr_lab.pipeline import Augmentation
+
+    if isinstance(augment, Augmentation):
+        def apply(dataset, copies):
+            seeds = tf.data.Dataset.random(seed=augment.seed, rerandomize_each_iteration=True)
+
+            def views(batch, seed):
+                images, labels = batch
+                count = tf.shape(images)[0]
+                return tuple(augment(images, seeds=tf.random.stateless_uniform(
+                    [count], seed=tf.stack([seed, tf.constant(copy, tf.int64)]), minval=None,
+                    maxval=None, dtype=tf.int64)) for copy in range(copies)), labels
+
+            return tf.data.Dataset.zip((dataset, seeds)).map(views,
+                                                             num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        def apply(dataset, copies):
+            return dataset.map(lambda images, labels: (
+                tuple(augment(images) for _ in range(copies)), labels))
+    return apply
+
+
 def two_views(dataset, augment):
     """Each batch twice, stacked on the batch axis (2B samples, labels tiled). Lab 05.
 
     ``augment`` (a function or Keras layer on an image batch, random) is applied to each copy
     separately, giving Khosla et al.'s two augmented views of every image. SupCon on the
-    stacked batch equals SupCon on (B, 2, D) views (see ``fl.losses.supcon_loss``).
+    stacked batch equals SupCon on (B, 2, D) views (see ``fl.losses.supcon_loss``). With the
+    kit's ``fl.pipeline.augmentation(seed=...)`` the views are the same on every run (stateless
+    per-image seeds) and new each epoch.
     """
     import tensorflow as tf
 
@@ -975,25 +1008,73 @@ def two_views(dataset, augment):
         raise ValueError("two_views needs augment (a random augmentation function or Keras "
                          "layer): two identical copies are not two views.")
 
-    def stack(images, labels):
-        first = augment(images)
-        second = augment(images)
+    def stack(views, labels):
         tiled = tf.nest.map_structure(lambda y: tf.concat([y, y], axis=0), labels)
-        return tf.concat([first, second], axis=0), tiled
+        return tf.concat(list(views), axis=0), tiled
 
-    return dataset.map(stack, num_parallel_calls=tf.data.AUTOTUNE)
+    return _augmenter(augment)(dataset, 2).map(stack, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def _one_view(dataset, augment):
-    """Each batch augmented once (``augment`` on the images, labels unchanged)."""
-    import tensorflow as tf
+def one_view(dataset, augment):
+    """Each batch augmented once (``augment`` on the images, labels unchanged). Lab 05.
 
-    return dataset.map(lambda images, labels: (augment(images), labels),
-                       num_parallel_calls=tf.data.AUTOTUNE)
+    The one-view counterpart of :func:`two_views`, with the same reproducible draws: the
+    keras.io SupCon setup, and the augmentation of a baseline trained beside it.
+    """
+    if augment is None or not callable(augment):
+        raise ValueError("one_view needs augment (a random augmentation function or Keras "
+                         "layer); without one, use the dataset as it is.")
+    return _augmenter(augment)(dataset, 1).map(lambda views, labels: (views[0], labels))
 
 
 def _phase_dir(output_dir, name):
     return None if output_dir is None else Path(output_dir).expanduser() / name
+
+
+def _stored_features(encoder, dataset):
+    """One pass of the frozen ``encoder`` (inference mode) over ``dataset``: vectors, labels
+    and the first batch's size."""
+    import tensorflow as tf
+
+    vectors, labels, size = [], [], None
+    for images, batch_labels in dataset:
+        size = size or int(images.shape[0])
+        vectors.append(keras.ops.convert_to_numpy(encoder(images, training=False)))
+        labels.append(tf.nest.map_structure(np.asarray, batch_labels))
+    if not vectors:
+        raise ValueError("the dataset yielded no batches; check the table it was built from.")
+    stacked = tf.nest.map_structure(lambda *parts: np.concatenate(parts), *labels)
+    return np.concatenate(vectors).astype("float32"), stacked, size
+
+
+def _fit_heads_on_features(classifier, encoder, schemes, train_ds, val_ds, epochs, output_dir,
+                           *, hidden, dropout, learning_rate, shuffle_seed, early_stopping,
+                           resume, verbose):
+    """Phase 2 of :func:`fit_supcon` on stored encoder outputs; the heads' History."""
+    import tensorflow as tf
+
+    from faceattr_lab.models.heads import add_heads
+
+    train_x, train_y, batch = _stored_features(encoder, train_ds)
+    vectors = keras.Input((train_x.shape[-1],), name="features")
+    heads = keras.Model(vectors, add_heads(vectors, schemes, hidden=hidden, dropout=dropout),
+                        name="supcon_heads")
+    heads.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss={s.output: "sparse_categorical_crossentropy" for s in schemes},
+                  metrics={s.output: ["accuracy"] for s in schemes})
+    train_vectors = (tf.data.Dataset.from_tensor_slices((train_x, train_y))
+                     .shuffle(len(train_x), seed=shuffle_seed, reshuffle_each_iteration=True)
+                     .batch(batch))
+    val_vectors = None
+    if val_ds is not None:
+        val_x, val_y, _ = _stored_features(encoder, val_ds)
+        val_vectors = tf.data.Dataset.from_tensor_slices((val_x, val_y)).batch(batch)
+    history = fit(heads, train_vectors, val_vectors, epochs, output_dir,
+                  early_stopping=early_stopping, resume=resume, verbose=verbose)
+    for layer in heads.layers:
+        if layer.weights:
+            classifier.get_layer(layer.name).set_weights(layer.get_weights())
+    return history
 
 
 def fit_supcon(encoder, schemes, train_ds, val_ds=None, *, epochs_pretrain: int,
@@ -1004,6 +1085,7 @@ def fit_supcon(encoder, schemes, train_ds, val_ds=None, *, epochs_pretrain: int,
                dropout: float = 0.5, learning_rate: float = 1e-3,
                finetune_learning_rate: float = 1e-4, output_dir=None,
                early_stopping: int | None = 5, resume: bool = True,
+               classifier_on_features: bool = False, shuffle_seed: int = 0,
                verbose="auto") -> dict:
     """The SupCon study's training (Khosla et al. 2020, multi-output as in ltkhang's study). Lab 05.
 
@@ -1023,7 +1105,13 @@ def fit_supcon(encoder, schemes, train_ds, val_ds=None, *, epochs_pretrain: int,
        keeps exactly the supervised term (same-label samples as positives), on deterministic
        inputs, so it is comparable from epoch to epoch. It is on a different scale from the
        training loss (B anchors, no augmented twin): compare val_loss with itself only.
-    2. ``classifier``: softmax heads on the FROZEN encoder, cross-entropy.
+    2. ``classifier``: softmax heads on the FROZEN encoder, cross-entropy. With
+       ``classifier_on_features=True`` the frozen encoder runs once over ``train_ds`` and
+       ``val_ds`` and the heads train on the stored vectors (shuffled each epoch, seeded by
+       ``shuffle_seed``, in batches of ``train_ds``'s first batch size), then go into the
+       classifier model, which is compiled but not yet fitted. A frozen encoder (BatchNorm in
+       inference mode) gives the same vectors every epoch, so this is the same training at
+       a fraction of the cost, provided ``train_ds`` itself is not augmented.
     3. ``finetune`` (if ``epochs_finetune``): the encoder unfrozen and the model RE-COMPILED
        (the study set ``trainable=True`` without re-compiling, so its encoder stayed frozen)
        at ``finetune_learning_rate``.
@@ -1032,7 +1120,7 @@ def fit_supcon(encoder, schemes, train_ds, val_ds=None, *, epochs_pretrain: int,
     phases that had finished are skipped (final state and History loaded) and the interrupted
     one continues from its last saved epoch. ``resume=False`` trains every phase afresh.
     Returns ``{"pretrain": History, "classifier": History, "finetune": History | None,
-    "model": classifier model}``.
+    "model": classifier model, "projector": the phase-1 model (encoder + projection heads)}``.
     """
     from faceattr_lab import losses
     from faceattr_lab.models import supcon as supcon_models
@@ -1063,7 +1151,7 @@ def fit_supcon(encoder, schemes, train_ds, val_ds=None, *, epochs_pretrain: int,
     if views == 2:
         pretrain_ds = two_views(train_ds, augment)
     else:
-        pretrain_ds = _one_view(train_ds, augment) if augment is not None else train_ds
+        pretrain_ds = one_view(train_ds, augment) if augment is not None else train_ds
     pretrain_val = val_ds   # one un-augmented view per image (see the docstring)
     histories = {"pretrain": fit(projector, pretrain_ds, pretrain_val, epochs_pretrain,
                                  _phase_dir(output_dir, "pretrain"),
@@ -1081,10 +1169,17 @@ def fit_supcon(encoder, schemes, train_ds, val_ds=None, *, epochs_pretrain: int,
 
     encoder.trainable = False
     compile_classifier(learning_rate)
-    histories["classifier"] = fit(classifier, train_ds, val_ds, epochs_classifier,
-                                  _phase_dir(output_dir, "classifier"),
-                                  early_stopping=early_stopping, resume=resume,
-                                  verbose=verbose)
+    if classifier_on_features:
+        histories["classifier"] = _fit_heads_on_features(
+            classifier, encoder, schemes, train_ds, val_ds, epochs_classifier,
+            _phase_dir(output_dir, "classifier"), hidden=hidden, dropout=dropout,
+            learning_rate=learning_rate, shuffle_seed=shuffle_seed,
+            early_stopping=early_stopping, resume=resume, verbose=verbose)
+    else:
+        histories["classifier"] = fit(classifier, train_ds, val_ds, epochs_classifier,
+                                      _phase_dir(output_dir, "classifier"),
+                                      early_stopping=early_stopping, resume=resume,
+                                      verbose=verbose)
     histories["finetune"] = None
     if epochs_finetune:
         encoder.trainable = True
@@ -1094,10 +1189,11 @@ def fit_supcon(encoder, schemes, train_ds, val_ds=None, *, epochs_pretrain: int,
                                     early_stopping=early_stopping, resume=resume,
                                     verbose=verbose)
     histories["model"] = classifier
+    histories["projector"] = projector
     return histories
 
 
 __all__ = ["LR_SCHEDULES", "quiet_logging", "resolve_verbose",
            "enable_mixed_precision_if_gpu", "with_strategy", "lr_schedule_fn",
            "ResumableEarlyStopping", "ResumeCheckpoint", "with_class_weights", "fit",
-           "two_views", "fit_supcon"]
+           "two_views", "one_view", "fit_supcon"]

@@ -23,3 +23,8 @@ def settings_namespace(lab: str, tmp_path, **parameters) -> dict:
     for source in cells:
         exec(compile(transform(source), f"<lab {lab}>", "exec"), namespace)
     return namespace
+
+
+def whole_faces(accuracy: float, n: int) -> bool:
+    """An accuracy on n faces is a whole number of faces over n."""
+    return 0 <= accuracy <= 1 and abs(accuracy * n - round(accuracy * n)) < 1e-6

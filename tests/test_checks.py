@@ -61,6 +61,73 @@ def _side(side, layers):
     return side
 
 
+def _anchor_loss(z, labels, i, temperature, unit=True, self_in_denominator=False,
+                 self_positive=False):
+    """Khosla et al.'s L_out for one anchor in numpy (and the usual slips, by flag)."""
+    z = np.asarray(z, float)
+    if unit:
+        z = z / np.linalg.norm(z, axis=1, keepdims=True)
+    logits = z @ z[i] / temperature
+    labels = np.asarray(labels)
+    others = np.arange(len(z)) != i
+    positive = (labels == labels[i]) & (others | self_positive)
+    in_denominator = others | self_in_denominator | self_positive
+    log_prob = logits - np.log(np.exp(logits[in_denominator]).sum())
+    if not positive.any():
+        return 0.0
+    return float(-log_prob[positive].mean())
+
+
+def _anchor_loss_self_in_denominator(z, labels, i, temperature):
+    return _anchor_loss(z, labels, i, temperature, self_in_denominator=True)
+
+
+def _anchor_loss_npairs(z, labels, i, temperature):
+    return _anchor_loss(z, labels, i, temperature, self_positive=True)
+
+
+def _anchor_loss_unnormalised(z, labels, i, temperature):
+    return _anchor_loss(z, labels, i, temperature, unit=False)
+
+
+def _anchor_loss_nan_without_positive(z, labels, i, temperature):
+    if np.sum(np.asarray(labels) == labels[i]) == 1:
+        return float("nan")
+    return _anchor_loss(z, labels, i, temperature)
+
+
+def _knn(train_x, train_y, val_x, val_y, k, metric="cosine", farthest=False):
+    """k-NN accuracy with scikit-learn (the right answer) or its slips."""
+    from sklearn.neighbors import NearestNeighbors
+
+    if farthest:  # the k LEAST similar rows vote
+        unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+        order = np.argsort(unit(val_x) @ unit(train_x).T, axis=1)[:, :k]
+    else:
+        order = NearestNeighbors(n_neighbors=k, metric=metric).fit(train_x).kneighbors(
+            val_x, return_distance=False)
+    votes = [np.bincount(train_y[row], minlength=3).argmax() for row in order]
+    return float(np.mean(np.asarray(votes) == val_y))
+
+
+
+def _masked_ce(labels, probabilities):
+    """Cross-entropy over the labelled rows by a loop: the reference."""
+    losses = [-math.log(row[y]) for y, row in zip(labels, probabilities) if y >= 0]
+    return sum(losses) / len(losses) if losses else 0.0
+
+
+def _masked_ce_all_rows(labels, probabilities):
+    """The slip: -1 picks the last class and every row counts."""
+    return sum(-math.log(row[y]) for y, row in zip(labels, probabilities)) / len(labels)
+
+
+def _masked_ce_nan_when_empty(labels, probabilities):
+    """The slip: the mean of no rows is NaN."""
+    picked = np.array([-math.log(row[y]) for y, row in zip(labels, probabilities) if y >= 0])
+    return float(picked.mean()) if picked.size else float("nan")
+
+
 CASES = [
     (checks.majority_share, lambda xs: max(map(list(xs).count, xs)) / len(xs),
      lambda xs: 1 / len(set(xs)), "expected"),
@@ -91,6 +158,16 @@ CASES = [
      lambda base, knob, values: [{**base, knob: v} for v in values], "skip the base"),
     (checks.mean_std, lambda xs: (statistics.mean(xs), statistics.stdev(xs)),
      lambda xs: (statistics.mean(xs), statistics.pstdev(xs)), "n - 1"),
+    (checks.one_off_accuracy, lambda t, p: sum(abs(a - b) <= 1 for a, b in zip(t, p)) / len(t),
+     lambda t, p: sum(abs(a - b) < 1 for a, b in zip(t, p)) / len(t), "exactly 1"),
+    (checks.masked_cross_entropy, _masked_ce, _masked_ce_all_rows, "labelled faces only"),
+    (checks.masked_cross_entropy, _masked_ce, _masked_ce_nan_when_empty, "return 0.0"),
+    (checks.supcon_anchor_loss, _anchor_loss, _anchor_loss_self_in_denominator, "denominator"),
+    (checks.supcon_anchor_loss, _anchor_loss, _anchor_loss_npairs, "npairs"),
+    (checks.supcon_anchor_loss, _anchor_loss, _anchor_loss_unnormalised, "normalise"),
+    (checks.supcon_anchor_loss, _anchor_loss, _anchor_loss_nan_without_positive, "no positive"),
+    (checks.knn_accuracy, _knn, lambda *a: _knn(*a, metric="euclidean"), "cosine"),
+    (checks.knn_accuracy, _knn, lambda *a: _knn(*a, farthest=True), "HIGHEST"),
 ]
 
 

@@ -376,3 +376,47 @@ def test_predict_with_the_kit_label_schemes():
                        [(images[:1], {"age": np.array([1])})], age_coral)
     assert table.age_pred.tolist() == [2] and table.age_pred_years.tolist() == [23.0]
     assert table.age_true_years.tolist() == [22.0]
+
+
+def _knn_by_hand(train_x, train_y, val_x, val_y, k):
+    """Cosine k-NN written out: the k training rows at the smallest 1 - cos, majority vote
+    (a tie goes to the smallest label, as scikit-learn's argmax does)."""
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    distance = 1.0 - unit(val_x) @ unit(train_x).T
+    hits = 0
+    for row, truth in zip(distance, val_y):
+        votes = np.bincount(train_y[np.argsort(row)[:k]], minlength=train_y.max() + 1)
+        hits += int(np.argmax(votes) == truth)
+    return hits / len(val_y)
+
+
+def test_knn_accuracy_matches_cosine_knn_by_hand():
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(3, 6))
+    train_y, val_y = rng.integers(0, 3, 60), rng.integers(0, 3, 25)
+    train_x = centres[train_y] + rng.normal(scale=0.9, size=(60, 6))
+    val_x = centres[val_y] + rng.normal(scale=0.9, size=(25, 6))
+    for k in (1, 5, 10):
+        got = ev.knn_accuracy(train_x, train_y, val_x, val_y, k=k)
+        assert got == pytest.approx(_knn_by_hand(train_x, train_y, val_x, val_y, k))
+    assert 0.5 < ev.knn_accuracy(train_x, train_y, val_x, val_y, k=5) <= 1.0  # separated
+    # two clusters along directions: k = 1 gets every validation point right
+    tiny_x = np.array([[1.0, 0.1], [1.0, -0.1], [0.1, 1.0], [-0.1, 1.0]])
+    assert ev.knn_accuracy(tiny_x, [0, 0, 1, 1], [[5.0, 0.2], [0.3, 4.0]], [0, 1], k=1) == 1.0
+    # cosine ignores a row's length; euclidean does not
+    far_x = np.array([[4.0, 0.4], [4.0, -0.4], [0.1, 1.0], [-0.1, 1.0]])
+    assert ev.knn_accuracy(far_x, [0, 0, 1, 1], [[0.6, 0.3]], [0], k=1) == 1.0
+    assert ev.knn_accuracy(far_x, [0, 0, 1, 1], [[0.6, 0.3]], [0], k=1,
+                           metric="euclidean") == 0.0
+    # masked labels (-1) are left out of both splits
+    assert ev.knn_accuracy(tiny_x, [0, -1, 1, 1], [[5.0, 0.2], [1.0, 1.0]], [0, -1], k=1) == 1.0
+
+
+def test_knn_accuracy_rejects_bad_arguments():
+    x = np.eye(4)
+    with pytest.raises(ValueError, match="k="):
+        ev.knn_accuracy(x, [0, 1, 0, 1], x, [0, 1, 0, 1], k=9)
+    with pytest.raises(ValueError, match="features"):
+        ev.knn_accuracy(x, [0, 1, 0], x, [0, 1, 0, 1])
+    with pytest.raises(ValueError, match="same model"):
+        ev.knn_accuracy(x, [0, 1, 0, 1], np.eye(3), [0, 1, 0])

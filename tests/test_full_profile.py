@@ -63,3 +63,29 @@ def test_lab03_full_profile(data_root, tmp_path):
                    COUNT_BACKBONES="MobileNetV2", FINE_TUNE_EPOCHS=1, **SMALL)
     assert {r["backbone"] for r in results["val_backbone_comparison"]} == {"MobileNetV2"}
     assert results["final_phase"] in results["val_loss_per_phase"]
+
+
+def test_lab05_full_profile(data_root, tmp_path):
+    # study A's protocol on UTKFace with its loss (npairs), t-SNE maps; one epoch per phase at
+    # 32 px, and MobileNetV2 from scratch for ResNet50V2 (a keras.applications encoder too,
+    # built and traced in a fraction of the time)
+    results = _run("05", data_root, tmp_path, DATASET="utkface", ENCODER="MobileNetV2",
+                   VARIANTS="npairs", HEAD_EPOCHS=1, FINE_TUNE_EPOCHS=1, KNN_K=3, **SMALL)
+    assert results["chosen_variant"] == "npairs"
+    assert results["final_phase"] in results["val_loss_per_phase"]
+    assert results["no_recompile_changed_tensors"] == 0
+    assert results["fine_tune_changed_tensors"] > 0
+    assert set(results["test_accuracy"]["supcon"]) == {"gender", "age", "race"}
+
+
+def test_lab04_full_profile(data_root, tmp_path):
+    results = _run("04", data_root, tmp_path, WEIGHTS="random", CV_IMAGE_SIZE=40, CV_CROP=36,
+                   CV_FILTERS="8,16,24", CV_EPOCHS=1, CV_BATCH_SIZE=32, CONDITIONED_EPOCHS=1,
+                   **SMALL)
+    # the Adience fixture in its real layout, all five subject-exclusive folds
+    assert results["subjects_in_two_folds"] == 0
+    assert {row["fold"] for row in results["cv_folds"]} == {0, 1, 2, 3, 4}
+    # VGG16 (random weights offline) trained end to end, then with its top 4 layers trainable
+    conditioned = {row["model"] for row in results["val_conditioned"]}
+    assert conditioned == {f"partly frozen VGG16, {mode}" for mode in ("plain", "gating", "attention")}
+    assert results["final_model"] in results["val_mean_accuracy"]

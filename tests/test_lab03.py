@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab_settings import settings_namespace
+from lab_settings import settings_namespace, whole_faces
 
 CHEAP_STUDY_B = {"Xception", "VGG19", "MobileNetV2"}  # built and counted in the quick profile
 TASKS = ("gender", "age", "race")
@@ -13,11 +13,6 @@ HEADS = (FEATURES + 1) * (2 + 9 + 5)  # softmax heads on SmallVGG's features, by
 # unfreezing SmallVGG's last block (8 layers, BatchNorm kept frozen) trains its two 3x3
 # convolutions, without bias: 128 -> 256 and 256 -> 256 channels, and the heads
 FINE_TUNED = 9 * 128 * 256 + 9 * 256 * 256 + HEADS
-
-
-def _faces(accuracy: float, n: int) -> bool:
-    """An accuracy on n faces is a whole number of faces over n."""
-    return 0 <= accuracy <= 1 and abs(accuracy * n - round(accuracy * n)) < 1e-6
 
 
 @pytest.mark.lab
@@ -46,7 +41,7 @@ def test_lab03_runs_and_records_what_it_teaches(lab_results):
     for r in table.values():
         assert r["head params"] == HEADS
         assert r["head s/epoch"] > 0 and r["feature extraction (s)"] > 0
-        assert all(_faces(r[f"{task} acc"], val) for task in TASKS)
+        assert all(whole_faces(r[f"{task} acc"], val) for task in TASKS)
     pretrained = table["SmallVGG"]
     # what the lab teaches holds on every seed: the pre-trained features carry gender and age
     assert pretrained["gender acc"] > majority["gender"] + 0.2
@@ -75,7 +70,7 @@ def test_lab03_runs_and_records_what_it_teaches(lab_results):
     assert set(stl_mtl) == {"single-task (3 models)", "multi-task (1 model)"}
     assert set(fusion) == {"multi-task heads (1 model)", "gender fusion"}
     for scores in (*stl_mtl.values(), *fusion.values(), *phases.values()):
-        assert all(_faces(scores[task], val) for task in TASKS)  # scored on validation faces
+        assert all(whole_faces(scores[task], val) for task in TASKS)  # scored on validation faces
     # fine-tuning is chosen or not on validation; the test split is read once, with intervals
     val_loss = results["val_loss_per_phase"]
     assert set(val_loss) == {"2 no re-compile", "3 fine-tuned top"}
@@ -83,7 +78,7 @@ def test_lab03_runs_and_records_what_it_teaches(lab_results):
     for task in TASKS:
         low, high = results["test_accuracy_ci"][task]
         assert low <= results["test_accuracy"][task] <= high
-        assert _faces(results["test_accuracy"][task], test)
+        assert whole_faces(results["test_accuracy"][task], test)
         # the final model learned every task: its interval lies above the test majority share
         assert low > results["test_majority_accuracy"][task]
     # the paired gaps are the differences of the recorded accuracies, on the same faces

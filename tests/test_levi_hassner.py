@@ -212,6 +212,16 @@ def test_predict_oversampled_averages_the_ten_crops_by_hand():
         assert table[f"{scheme.output}_true"].tolist() == truth[scheme.output].tolist()
         centre_only = outputs[4][scheme.output]
         assert not np.allclose(mean, centre_only, atol=1e-4)  # the average is not one crop
+    # centre=True: the same pass also gives the unmirrored centre crop's own predictions
+    averaged, centre = evaluate.predict_oversampled(model, dataset, [GENDER, AGE8], crop=8,
+                                                    metadata=metadata, centre=True)
+    pd.testing.assert_frame_equal(averaged, table)
+    assert centre["path"].tolist() == metadata["path"].tolist()
+    for scheme in (GENDER, AGE8):
+        columns = [f"{scheme.output}_prob_{c}" for c in scheme.classes]
+        np.testing.assert_allclose(centre[columns].to_numpy(), outputs[4][scheme.output],
+                                   rtol=1e-5, atol=1e-6)
+        assert centre[f"{scheme.output}_true"].tolist() == truth[scheme.output].tolist()
     with pytest.raises(ValueError, match="larger than the images"):
         evaluate.predict_oversampled(model, dataset, [GENDER, AGE8], crop=13)
 
@@ -291,7 +301,8 @@ def test_cross_validate_holds_each_fold_out(adience_like, monkeypatch):
         assert predicted["path"].tolist() == df.loc[df["fold"] == fold, "path"].tolist()
 
     table = cv.table
-    assert list(table.columns) == ["run", "fold", "task", "metric", "value"]
+    assert list(table.columns) == ["run", "test", "fold", "task", "metric", "value"]
+    assert set(table["test"]) == {"centre crop"}  # oversample=False: the centre crop only
     assert sorted(table["fold"].unique()) == [0, 1, 2, 3]
     for fold in range(4):  # each fold's metrics recomputed with numpy from its predictions
         rows = cv.predictions[cv.predictions["fold"] == fold]
@@ -339,10 +350,54 @@ def test_cross_validate_without_validation_and_oversampled(adience_like, monkeyp
                                     echo=False)
     df = adience_like
     assert sorted(fed[0]) == df.loc[df["fold"] != 2, "row"].tolist()  # folds 0, 1, 3
-    assert tested == [df.loc[df["fold"] == 2, "row"].tolist()]
+    # one pass over the test fold for the 10 crops, one replay of its labels for the centre
+    assert tested == [df.loc[df["fold"] == 2, "row"].tolist()] * 2
     assert cv.table["fold"].unique().tolist() == [2]
     assert cv.table["task"].unique().tolist() == ["gender"]
-    assert cv.summary["n"].tolist() == [1]
+    assert sorted(set(cv.table["test"])) == ["centre crop", "over-sampled"]  # both, one pass
+    assert cv.summary["n"].tolist() == [1, 1]
+    by_test = cv.predictions.set_index("test")
+    for test in ("centre crop", "over-sampled"):
+        rows = by_test.loc[test]
+        value = cv.table.set_index(["test", "metric"]).loc[(test, "accuracy"), "value"]
+        assert value == pytest.approx(np.mean(rows["gender_true"].to_numpy(int)
+                                              == rows["gender_pred"].to_numpy(int)))
+
+
+def test_cross_validate_masks_missing_labels(adience_like, monkeypatch):
+    """missing="mask": a face without gender still trains and tests the age head."""
+    import pandas as pd
+
+    from faceattr_lab import experiments, train
+
+    df = adience_like.copy()
+    unknown = [1, 4, 9, 12, 17, 30]  # rows whose gender is unknown (Adience's "u")
+    df.loc[unknown, "gender"] = pd.NA
+    with pytest.raises(ValueError, match="missing='mask'"):
+        experiments.cross_validate(df, [GENDER, AGE8], _small_net, image_size=8, epochs=1,
+                                   batch_size=8, folds=[0], echo=False)
+    fed = []
+    real_fit = train.fit
+
+    def recording_fit(model, train_ds, val_ds=None, **kwargs):
+        fed.append(_rows_in(train_ds))
+        return real_fit(model, train_ds, val_ds, **kwargs)
+
+    monkeypatch.setattr(train, "fit", recording_fit)
+    cv = experiments.cross_validate(df, [GENDER, AGE8], _small_net, image_size=8, epochs=1,
+                                    batch_size=8, folds=[0, 1], missing="mask", echo=False)
+    for index, fold in enumerate((0, 1)):
+        assert sorted(fed[index]) == df.loc[df["fold"] != fold, "row"].tolist()  # every row
+        rows = cv.predictions[cv.predictions["fold"] == fold]
+        assert len(rows) == 8
+        labelled = rows["gender_true"].notna().to_numpy()
+        assert (~labelled).sum() == sum(df.loc[u, "fold"] == fold for u in unknown)
+        value = cv.table.set_index(["fold", "task", "metric"])["value"]
+        assert value[(fold, "gender", "accuracy")] == pytest.approx(np.mean(
+            rows.loc[labelled, "gender_true"].to_numpy(int)
+            == rows.loc[labelled, "gender_pred"].to_numpy(int)))
+        assert value[(fold, "age", "accuracy")] == pytest.approx(np.mean(
+            rows["age_true"].to_numpy(int) == rows["age_pred"].to_numpy(int)))
 
 
 def test_cross_validate_rejects_bad_arguments(adience_like):
@@ -360,3 +415,18 @@ def test_cross_validate_rejects_bad_arguments(adience_like):
     with pytest.raises(ValueError, match="'fold' column"):
         experiments.cross_validate(adience_like.drop(columns="fold"), [GENDER], _small_net,
                                    **common)
+
+
+def test_levi_hassner_filters_set_the_three_conv_widths():
+    """Narrower convolutions (lab 04's quick profile): parameters counted by hand."""
+    model = levi_hassner_cnn.levi_hassner((40, 40, 3), [GENDER], first_stride=2,
+                                          dense_units=16, filters=(8, 16, 24))
+    by_hand = {"conv1": 7 * 7 * 3 * 8 + 8, "conv2": 5 * 5 * 8 * 16 + 16,
+               "conv3": 3 * 3 * 16 * 24 + 24}
+    for name, count in by_hand.items():
+        assert model.get_layer(name).count_params() == count
+    # 40 px, stride 2: conv1 17 px, ceil-mode pools 8, 4, 2 px: 2 * 2 * 24 inputs to fc1
+    assert model.get_layer("fc1").count_params() == 2 * 2 * 24 * 16 + 16
+    for bad in ((8, 16), (8, 0, 24), 8):
+        with pytest.raises(ValueError, match="three positive ints"):
+            levi_hassner_cnn.levi_hassner((40, 40, 3), [GENDER], first_stride=2, filters=bad)

@@ -102,6 +102,9 @@ def test_gender_fusion(mixed_float16):
 
 @pytest.mark.parametrize("head", supcon.PROJECTION_HEADS)
 def test_supcon_projection_and_classifier(mixed_float16, head):
+    # seeded: with some random draws the tiny encoder's ReLUs are all dead on these images,
+    # the projection is the zero vector and has no unit-length version (order-dependent flake)
+    keras.utils.set_random_seed(0)
     schemes = [GENDER, RACE]
     encoder = supcon.supcon_encoder("cnn", (SIZE, SIZE, 3), conv_filters=(4, 8))
     projection = supcon.projection_model(encoder, schemes, dim=8, head=head)

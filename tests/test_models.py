@@ -385,6 +385,51 @@ def test_gender_conditioned_trains_and_round_trips(tmp_path, mode):
         conditioned.gender_conditioned("MobileNetV2", (32, 32, 3), [AGE_GROUP], weights=None)
 
 
+def test_gender_conditioned_plain_is_the_unconditioned_control():
+    """mode="plain": the same gender branch, the other heads on the pooled features."""
+    schemes = [GENDER, AGE_GROUP, RACE]
+    model = conditioned.gender_conditioned("MobileNetV2", (SIZE, SIZE, 3), schemes,
+                                           mode="plain", embedding_dim=16, frozen_until="all",
+                                           weights=None)
+    names = {layer.name for layer in model.layers}
+    assert "gender_gate" not in names and "gender_attention" not in names
+    channels = 1280  # MobileNetV2's pooled features
+    # by hand: the embedding, the gender head on it, age and race heads on the pooled features
+    expected = ((channels + 1) * 16 + (16 + 1) * 2 + (channels + 1) * AGE_GROUP.num_classes
+                + (channels + 1) * RACE.num_classes)
+    assert models.count_params(model)["trainable"] == expected
+    gated = conditioned.gender_conditioned("MobileNetV2", (SIZE, SIZE, 3), schemes,
+                                           mode="gating", embedding_dim=16, frozen_until="all",
+                                           weights=None)
+    # gating adds exactly its gate: Dense(embedding -> channels, sigmoid)
+    assert models.count_params(gated)["trainable"] == expected + (16 + 1) * channels
+    with pytest.raises(ValueError, match="'plain' conditions nothing"):
+        conditioned.gender_conditioned("MobileNetV2", (SIZE, SIZE, 3), schemes, mode="film",
+                                       weights=None)
+
+
+@pytest.mark.parametrize("mode", ["plain", "gating", "attention"])
+def test_conditioned_heads_on_stored_maps_equal_the_frozen_end_to_end_model(mode):
+    """Lab 04's shortcut: heads on a frozen backbone's stored feature maps, same outputs."""
+    schemes = [GENDER, AGE_GROUP, RACE]
+    full = conditioned.gender_conditioned("MobileNetV2", (SIZE, SIZE, 3), schemes, mode=mode,
+                                          embedding_dim=16, frozen_until="all", weights=None)
+    base = full.get_layer("mobilenetv2")
+    heads = conditioned.conditioned_heads(base.output.shape[1:], schemes, mode=mode,
+                                          embedding_dim=16)
+    assert models.count_params(heads)["trainable"] == models.count_params(full)["trainable"]
+    for layer in heads.layers:
+        if layer.weights:
+            layer.set_weights(full.get_layer(layer.name).get_weights())
+    images = np.random.default_rng(0).uniform(0, 255, (3, SIZE, SIZE, 3)).astype("float32")
+    expected = full(images, training=False)
+    got = heads(base(images, training=False), training=False)
+    for output in ("gender", "age", "race"):
+        np.testing.assert_allclose(got[output], expected[output], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="feature map"):
+        conditioned.conditioned_heads((1280,), schemes)
+
+
 # --- gender-specific fusion (study B) ----------------------------------------------------------
 
 def _constant_expert(value, name):

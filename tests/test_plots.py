@@ -120,6 +120,39 @@ def test_paired_seeds_draws_one_line_per_shared_seed(tmp_path):
         plots.paired_seeds(table, "loss", runs=["a", "c"])
 
 
+def test_paired_seeds_pairs_folds_and_draws_the_baseline(tmp_path):
+    table = pd.DataFrame({"run": ["single", "single", "multi", "multi"], "fold": [0, 1, 0, 1],
+                          "task": "age", "metric": "accuracy", "value": [0.4, 0.5, 0.3, 0.6]})
+    fig = plots.paired_seeds(table, "accuracy", task="age", split=None, by="fold",
+                             baseline=0.25)
+    ax = fig.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels[:3] == ["fold 0", "fold 1", "mean over folds"] and "majority class" in labels
+    assert [list(line.get_ydata()) for line in ax.lines[:2]] == [[0.4, 0.3], [0.5, 0.6]]
+    assert list(ax.lines[3].get_ydata()) == [0.25, 0.25]  # the dashed baseline
+    _check_labelled_and_saves(fig, tmp_path, "folds")
+    with pytest.raises(ValueError, match="'seed'"):
+        plots.paired_seeds(table, "accuracy", task="age", split=None, by="subject")
+
+
+def test_accuracy_vs_params_one_point_per_model_and_panel(tmp_path):
+    table = pd.DataFrame({
+        "model": ["small", "big", "small", "big"], "trainable": [1_000, 100_000, 1_000, 100_000],
+        "value": [0.6, 0.8, 0.3, 0.35], "task": ["gender", "gender", "age", "age"],
+        "note": [None, "best", None, None]})
+    fig = plots.accuracy_vs_params(table, panel="task", baseline={"gender": 0.5})
+    gender, age = fig.axes[:2]
+    assert gender.get_title() == "gender" and gender.get_xscale() == "log"
+    points = [tuple(c.get_offsets()[0]) for c in gender.collections]
+    assert points == [(1_000, 0.6), (100_000, 0.8)]
+    assert [t.get_text() for t in gender.texts] == ["best"]
+    assert list(gender.lines[0].get_ydata()) == [0.5, 0.5] and not age.lines  # baseline: gender
+    assert gender.get_xlim() == pytest.approx((500, 200_000))
+    _check_labelled_and_saves(fig, tmp_path, "accuracy_vs_params")
+    with pytest.raises(ValueError, match="> 0"):
+        plots.accuracy_vs_params(table.assign(trainable=0), panel="task")
+
+
 def test_age_error_bins_are_left_closed(tmp_path):
     predictions = pd.DataFrame({"age_true": [20.0, 25.0, 29.0, 30.0, 45.0],
                                 "age_pred": [22.0, 25.0, 33.0, 20.0, 46.0]})

@@ -513,3 +513,54 @@ def test_a_finished_training_prints_its_last_epoch_when_loaded(tmp_path, capsys,
     assert {"loss", "val_loss"} < set(last)
     for key in set(last) - {"epoch"}:
         assert f"{key}: {float(last[key]):.4f}" in out, key
+
+
+def test_fit_supcon_classifier_on_stored_features(tmp_path):
+    """Phase 2 on stored encoder vectors: the encoder stays as it was, and the classifier
+    model carries the heads that were trained (its validation accuracy is theirs)."""
+    fl.set_seed(4)
+    train_ds, val_ds = _data(4)
+    encoder = _tiny_encoder()
+    result = train.fit_supcon(encoder, [RACE_TOY], train_ds, val_ds, epochs_pretrain=1,
+                              epochs_classifier=3, hidden=16, projection_dim=8,
+                              classifier_on_features=True, early_stopping=None,
+                              output_dir=tmp_path, verbose=0)
+    after_pretrain = [w.copy() for w in encoder.get_weights()]
+    classifier = result["model"]
+    assert not encoder.trainable
+    assert (tmp_path / "classifier" / "done.json").is_file()
+    val_x = np.concatenate([x for x, _ in val_ds])
+    val_y = np.concatenate([y["race"] for _, y in val_ds])
+    predicted = classifier.predict(val_x, verbose=0)["race"].argmax(axis=1)
+    history = result["classifier"].history
+    key = next(k for k in history if k.startswith("val_") and k.endswith("accuracy"))
+    assert history[key][-1] == pytest.approx(np.mean(predicted == val_y))
+    assert all(np.array_equal(a, b) for a, b in zip(after_pretrain, encoder.get_weights()))
+    # the same vectors the heads were trained on: the frozen encoder in inference mode
+    vectors, labels, batch = train._stored_features(encoder, val_ds)
+    np.testing.assert_allclose(vectors, encoder.predict(val_x, verbose=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(labels["race"], val_y)
+    assert batch == 8
+
+
+def test_one_and_two_views_with_the_kit_augmentation_are_reproducible():
+    """Stateless per-image seeds: the same views on every run, new ones each epoch, and two
+    different views of each image (the parallel map cannot reorder the draws)."""
+    def views(seed):
+        fl.set_seed(seed)
+        train_ds, _ = _data(seed)
+        augment = fl.pipeline.augmentation(brightness=0.0, contrast=0.0, seed=seed)
+        return train.two_views(train_ds, augment), train.one_view(train_ds, augment)
+
+    (two, one), (two_again, one_again) = views(2), views(2)
+    first_epoch = [x.numpy() for x, _ in two]
+    assert all(np.array_equal(a, b.numpy()) for a, (b, _) in zip(first_epoch, two_again))
+    assert all(np.array_equal(a.numpy(), b.numpy()) for (a, _), (b, _) in zip(one, one_again))
+    second_epoch = [x.numpy() for x, _ in two]
+    assert not all(np.array_equal(a, b) for a, b in zip(first_epoch, second_epoch))
+    x, y = next(iter(two))
+    half = x.shape[0] // 2
+    assert not np.array_equal(x[:half].numpy(), x[half:].numpy())  # two different views
+    np.testing.assert_array_equal(y["race"][:half], y["race"][half:])
+    with pytest.raises(ValueError, match="augment"):
+        train.one_view(two, None)

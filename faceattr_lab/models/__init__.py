@@ -21,6 +21,7 @@ _EXPORTS = {
     "compile_for": "heads",
     "CoralOutput": "heads",
     "gender_conditioned": "conditioned",
+    "conditioned_heads": "conditioned",
     "gender_fusion": "fusion",
     "split_by_gender": "fusion",
     "cnn_encoder": "cnn",

@@ -10,7 +10,7 @@ from faceattr_lab.labels import resolve
 
 from .heads import add_heads
 
-MODES = ("gating", "attention")
+MODES = ("plain", "gating", "attention")
 
 
 def _weighted_layers(base: keras.Model) -> list:
@@ -61,7 +61,9 @@ def gender_conditioned(backbone_name: str, input_shape, schemes, mode: str = "ga
     - ``mode="gating"``: a sigmoid gate ``Dense(channels, sigmoid)(embedding)`` multiplies the
       average-pooled features channel by channel;
     - ``mode="attention"``: ``MultiHeadAttention`` with the embedding as the query over the
-      spatial positions of the feature map (keys and values), giving a gender-dependent pooling.
+      spatial positions of the feature map (keys and values), giving a gender-dependent pooling;
+    - ``mode="plain"``: the control, nothing conditioned: the other heads read the pooled
+      features directly (the same backbone, freezing and gender branch).
 
     ``frozen_until`` freezes the backbone up to a point, counting only layers WITH weights
     (convolutions, dense layers; not rescaling, activation, padding or pooling layers, and not
@@ -71,25 +73,64 @@ def gender_conditioned(backbone_name: str, input_shape, schemes, mode: str = "ga
     BatchNorm layers stay frozen. ``schemes`` must include one whose output is "gender".
     The outputs are the float32 heads of ``add_heads`` under any dtype policy.
     """
+    gender, others = _check(schemes, mode)
+    base = backbone(backbone_name, input_shape, weights=weights, pooling=None, trainable=True)
+    _freeze_until(base, frozen_until)
+    images = keras.Input(tuple(input_shape), name="image")
+    outputs = _conditioned_outputs(base(images), gender, others, mode, embedding_dim, hidden,
+                                   dropout, num_heads)
+    return keras.Model(images, outputs,
+                       name=name or f"{backbone_name.lower()}_gender_{mode}")
+
+
+def conditioned_heads(feature_shape, schemes, mode: str = "gating", embedding_dim: int = 32,
+                      hidden: int = 0, dropout: float = 0.0, num_heads: int = 4,
+                      name: str | None = None) -> keras.Model:
+    """:func:`gender_conditioned` without its backbone: feature map in, heads out. Lab 04.
+
+    The same layers (gender embedding, gate or attention, heads) on an input of shape
+    ``feature_shape`` = ``(height, width, channels)``, a backbone's feature map
+    (``fl.models.backbone(..., pooling=None)``). With the whole backbone frozen, run it once
+    over the images (``fl.evaluate.features``) and train these heads on the stored maps: the
+    same model and gradients as ``gender_conditioned(..., frozen_until="all")``, at the cost
+    of the heads alone ("fast feature extraction" in the Keras transfer-learning guide).
+    """
+    gender, others = _check(schemes, mode)
+    feature_shape = tuple(feature_shape)
+    if len(feature_shape) != 3:
+        raise ValueError(f"feature_shape={feature_shape}; pass a feature map's (height, width, "
+                         "channels), from a backbone built with pooling=None.")
+    feature_map = keras.Input(feature_shape, name="feature_map")
+    outputs = _conditioned_outputs(feature_map, gender, others, mode, embedding_dim, hidden,
+                                   dropout, num_heads)
+    return keras.Model(feature_map, outputs, name=name or f"gender_{mode}_heads")
+
+
+def _check(schemes, mode: str):
+    """The gender scheme and the others, after checking ``mode`` and ``schemes``."""
     if mode not in MODES:
-        raise ValueError(f"mode={mode!r}; use one of {MODES}.")
+        raise ValueError(f"mode={mode!r}; use one of {MODES} ('plain' conditions nothing: "
+                         "the control).")
     schemes = resolve(schemes)
     gender = [scheme for scheme in schemes if scheme.output == "gender"]
     others = [scheme for scheme in schemes if scheme.output != "gender"]
     if not gender or not others:
         raise ValueError("gender_conditioned needs a 'gender' scheme and at least one other "
                          f"(age, race); got outputs {[scheme.output for scheme in schemes]}.")
-    base = backbone(backbone_name, input_shape, weights=weights, pooling=None, trainable=True)
-    _freeze_until(base, frozen_until)
+    return gender, others
 
-    images = keras.Input(tuple(input_shape), name="image")
-    feature_map = base(images)
+
+def _conditioned_outputs(feature_map, gender, others, mode, embedding_dim, hidden, dropout,
+                         num_heads) -> dict:
+    """The gender branch and the conditioned heads on a feature-map tensor."""
     pooled = layers.GlobalAveragePooling2D(name="pooled_features")(feature_map)
     embedding = layers.Dense(embedding_dim, activation="relu", name="gender_embedding")(pooled)
     outputs = add_heads(embedding, gender)
 
     channels = feature_map.shape[-1]
-    if mode == "gating":
+    if mode == "plain":
+        conditioned = pooled
+    elif mode == "gating":
         gate = layers.Dense(channels, activation="sigmoid", name="gender_gate")(embedding)
         conditioned = layers.Multiply(name="gated_features")([pooled, gate])
     else:
@@ -101,5 +142,4 @@ def gender_conditioned(backbone_name: str, input_shape, schemes, mode: str = "ga
         )(query, positions)
         conditioned = layers.Flatten(name="attended_features")(attended)
     outputs.update(add_heads(conditioned, others, hidden=hidden, dropout=dropout))
-    return keras.Model(images, outputs,
-                       name=name or f"{backbone_name.lower()}_gender_{mode}")
+    return outputs

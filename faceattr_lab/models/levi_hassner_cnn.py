@@ -85,8 +85,12 @@ def _caffe_pool(x, index: int):
     return layers.MaxPooling2D(3, strides=2, name=f"pool{index}")(x)
 
 
+PAPER_FILTERS = (96, 256, 384)  # conv1, conv2, conv3 in Levi & Hassner (2015)
+
+
 def levi_hassner(input_shape, schemes, first_stride: int = 4, dense_units: int = 512,
-                 dropout: float = 0.5, name: str = "levi_hassner") -> keras.Model:
+                 dropout: float = 0.5, filters=PAPER_FILTERS,
+                 name: str = "levi_hassner") -> keras.Model:
     """Levi & Hassner's CNN, single-task (one scheme) or multi-task (several). Lab 04.
 
     Levi & Hassner (2015), "Age and Gender Classification using Convolutional Neural
@@ -102,6 +106,9 @@ def levi_hassner(input_shape, schemes, first_stride: int = 4, dense_units: int =
     14x14x384, pool3 7x7x384 = 18,816 inputs to fc1; 11,415,048 parameters with the 8 Adience
     age groups. (Keras' floor-mode pooling would give 6x6x384 and 8.86 M.)
 
+    ``filters`` are the three convolutions' widths, the paper's ``(96, 256, 384)`` by default;
+    lab 04's quick profile narrows them to fit a CPU budget (and says so).
+
     With ``first_stride=4`` the network needs images of at least 35 px (64 px leaves 1x1 after
     the last pool); ``first_stride=2`` works down to 21 px. Smaller images raise a
     ``ValueError`` that says so.
@@ -116,16 +123,20 @@ def levi_hassner(input_shape, schemes, first_stride: int = 4, dense_units: int =
             f"Levi-Hassner with first_stride={first_stride} needs images of at least "
             f"{minimum_size(first_stride)} px, got {input_shape[:2]}; use a larger image_size "
             f"or first_stride=2 (needs {minimum_size(2)} px).")
+    filters = tuple(filters) if isinstance(filters, (list, tuple)) else (filters,)
+    if len(filters) != 3 or not all(isinstance(f, int) and f >= 1 for f in filters):
+        raise ValueError(f"filters={filters}; pass three positive ints, e.g. {PAPER_FILTERS} "
+                         "(the paper's conv1, conv2, conv3 widths).")
     schemes = resolve(schemes)
     images = keras.Input(input_shape, name="image")
     x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(images)
-    x = layers.Conv2D(96, 7, strides=first_stride, activation="relu", name="conv1")(x)
+    x = layers.Conv2D(filters[0], 7, strides=first_stride, activation="relu", name="conv1")(x)
     x = _caffe_pool(x, 1)
     x = LocalResponseNormalization(name="norm1")(x)
-    x = layers.Conv2D(256, 5, padding="same", activation="relu", name="conv2")(x)
+    x = layers.Conv2D(filters[1], 5, padding="same", activation="relu", name="conv2")(x)
     x = _caffe_pool(x, 2)
     x = LocalResponseNormalization(name="norm2")(x)
-    x = layers.Conv2D(384, 3, padding="same", activation="relu", name="conv3")(x)
+    x = layers.Conv2D(filters[2], 3, padding="same", activation="relu", name="conv3")(x)
     x = _caffe_pool(x, 3)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(dense_units, activation="relu", name="fc1")(x)
