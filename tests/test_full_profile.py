@@ -67,9 +67,9 @@ def test_lab03_full_profile(data_root, tmp_path):
 
 def test_lab05_full_profile(data_root, tmp_path):
     # study A's protocol on UTKFace with its loss (npairs), t-SNE maps; one epoch per phase at
-    # 32 px, and MobileNetV2 from scratch for ResNet50V2 (a keras.applications encoder too,
-    # built and traced in a fraction of the time)
-    results = _run("05", data_root, tmp_path, DATASET="utkface", ENCODER="MobileNetV2",
+    # 32 px, and SmallVGG from scratch for ResNet50V2 (a fl.models.BACKBONES encoder too, the
+    # same code path, built and traced in a fraction of the time)
+    results = _run("05", data_root, tmp_path, DATASET="utkface", ENCODER="SmallVGG",
                    VARIANTS="npairs", HEAD_EPOCHS=1, FINE_TUNE_EPOCHS=1, KNN_K=3, **SMALL)
     assert results["chosen_variant"] == "npairs"
     assert results["final_phase"] in results["val_loss_per_phase"]
@@ -79,13 +79,17 @@ def test_lab05_full_profile(data_root, tmp_path):
 
 
 def test_lab04_full_profile(data_root, tmp_path):
+    # the full path at toy size: two of the five test folds, and SmallVGG with random weights
+    # in VGG16's place (the same fl.models.backbone path, traced in a fraction of the time)
     results = _run("04", data_root, tmp_path, WEIGHTS="random", CV_IMAGE_SIZE=40, CV_CROP=36,
-                   CV_FILTERS="8,16,24", CV_EPOCHS=1, CV_BATCH_SIZE=32, CONDITIONED_EPOCHS=1,
-                   **SMALL)
-    # the Adience fixture in its real layout, all five subject-exclusive folds
+                   CV_FILTERS="8,16,24", CV_EPOCHS=1, CV_BATCH_SIZE=32, CV_FOLDS="0,3",
+                   SHARED_BACKBONE="SmallVGG", CONDITIONED_BACKBONE="SmallVGG",
+                   CONDITIONED_EPOCHS=1, **SMALL)
+    # the Adience fixture in its real layout: subject-exclusive folds, the chosen test folds
     assert results["subjects_in_two_folds"] == 0
-    assert {row["fold"] for row in results["cv_folds"]} == {0, 1, 2, 3, 4}
-    # VGG16 (random weights offline) trained end to end, then with its top 4 layers trainable
+    assert {row["fold"] for row in results["cv_folds"]} == {0, 3}
+    # trained end to end with the backbone's top 4 weighted layers trainable
     conditioned = {row["model"] for row in results["val_conditioned"]}
-    assert conditioned == {f"partly frozen VGG16, {mode}" for mode in ("plain", "gating", "attention")}
+    assert conditioned == {f"partly frozen SmallVGG, {mode}"
+                           for mode in ("plain", "gating", "attention")}
     assert results["final_model"] in results["val_mean_accuracy"]
