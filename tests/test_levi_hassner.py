@@ -400,6 +400,38 @@ def test_cross_validate_masks_missing_labels(adience_like, monkeypatch):
             rows["age_true"].to_numpy(int) == rows["age_pred"].to_numpy(int)))
 
 
+def _dropout_net(input_shape, schemes):
+    """A net with a random generator (Dropout) and an optimizer with slots (Adam)."""
+    from faceattr_lab.models.heads import add_heads
+
+    images = keras.Input(input_shape)
+    x = keras.layers.Rescaling(1 / 255)(images)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(8, activation="relu")(x)
+    x = keras.layers.Dropout(0.5)(x)
+    return keras.Model(images, add_heads(x, schemes))
+
+
+def test_cross_validate_reuses_one_model_as_if_rebuilt(adience_like):
+    """One model per arm, reset between folds, gives exactly what a fresh build per fold does:
+    the same predictions, fold by fold, with dropout, random crops, Adam and early stopping."""
+    from faceattr_lab import experiments
+
+    common = dict(image_size=8, crop=6, epochs=3, batch_size=8, seed=3, val_fold="next",
+                  early_stopping=1, learning_rate=0.05, echo=False)
+    reused = experiments.cross_validate(adience_like, [GENDER, AGE8], _dropout_net, **common)
+    rebuilt = experiments.cross_validate(adience_like, [GENDER, AGE8], _dropout_net,
+                                         rebuild=True, **common)
+    columns = ["fold", "gender_true", "gender_pred", "age_true", "age_pred"]
+    assert reused.predictions[columns].equals(rebuilt.predictions[columns])
+    probabilities = [c for c in reused.predictions.select_dtypes("float").columns
+                     if c.startswith(("gender_", "age_"))]
+    assert len(probabilities) >= 2 + 8, probabilities  # every class's probability
+    np.testing.assert_allclose(reused.predictions[probabilities].to_numpy(float),
+                               rebuilt.predictions[probabilities].to_numpy(float), atol=1e-6)
+    assert reused.table.equals(rebuilt.table)
+
+
 def test_cross_validate_rejects_bad_arguments(adience_like):
     from faceattr_lab import experiments
 
