@@ -262,7 +262,7 @@ FAIRFACE_OWN = {"split": "string", "service_test": "boolean"}
 
 def test_fairface_train_labels_and_every_defect(tmp_path):
     root = make_fairface(tmp_path / "fairface-img-margin025-trainval")
-    df, line = load_quietly(load_fairface, root)
+    df, line = load_quietly(load_fairface, root, split="train")
     rows = {
         "train/1.jpg": (0, NA, "10-19", "White", "train", True),
         "train/2.jpg": (1, NA, "more than 70", "East Asian", "train", False),
@@ -340,11 +340,31 @@ def test_fairface_val_split_and_concat(tmp_path):
     rows = {"val/1.jpg": (1, NA, "0-2", "Indian", "val", False),
             "val/2.jpg": (0, NA, "60-69", "Middle Eastern", "val", True)}
     check_table(val, root.resolve(), rows, {}, FAIRFACE_OWN)
-    train, _ = load_quietly(load_fairface, root)
+    train, _ = load_quietly(load_fairface, root, split="train")
     both = pd.concat([train, val], ignore_index=True)  # attrs hold tables: must not raise
     assert len(both) == 10
     with pytest.raises(ValueError, match="'val' as the test set"):
         load_fairface(root, split="test")
+
+
+def test_fairface_loads_both_official_splits_by_default(tmp_path):
+    """The default table holds train and val, every exclusion and note of both, and
+    fl.pipeline.split makes the official val its test part."""
+    from faceattr_lab import pipeline
+
+    root = make_fairface(tmp_path / "ff")
+    train, _ = load_quietly(load_fairface, root, split="train")
+    val, _ = load_quietly(load_fairface, root, split="val")
+    df, line = load_quietly(load_fairface, root)
+    assert df["path"].tolist() == train["path"].tolist() + val["path"].tolist()
+    assert df["split"].tolist() == ["train"] * 8 + ["val"] * 2
+    assert line.startswith("fairface: loaded 10 images; excluded 7 (9 reasons; ")
+    for key in ("excluded", "notes"):
+        assert len(df.attrs[key]) == len(train.attrs[key]) + len(val.attrs[key])
+    assert df.attrs["split"] == "both"
+    parts = pipeline.split(df, seed=0, stratify=None)
+    assert sorted(parts["test"]["path"]) == sorted(val["path"])
+    assert sorted([*parts["train"]["path"], *parts["val"]["path"]]) == sorted(train["path"])
 
 
 # --- AFAD ---------------------------------------------------------------------------------
@@ -684,6 +704,6 @@ def test_load_synthetic_reads_the_generated_layout(tmp_path, monkeypatch, layout
     # the generator's own record of what it wrote and which of its defects make a row unusable
     unusable = {d["file"] for d in manifest["defect_list"] if not d["usable"]}
     files = [f["file"] for f in manifest["files"]]
-    if layout == "fairface":  # the default split is train
-        files = [f for f in files if f.startswith("train/")]
+    if layout == "fairface":  # the default reads both official splits, train and val
+        assert set(df["split"]) == {"train", "val"}
     assert len(df) == len([f for f in files if f not in unusable])

@@ -56,8 +56,13 @@ def _is_layout(folder: Path) -> bool:
     return any(_label_file(folder, s).is_file() and (folder / s).is_dir() for s in SPLITS)
 
 
-def load_fairface(root: str | Path, split: str = "train", verify: bool = False) -> pd.DataFrame:
-    """Read one FairFace split (``"train"`` or ``"val"``) into a dataset table. Lab 01.
+def load_fairface(root: str | Path, split: str = "both", verify: bool = False) -> pd.DataFrame:
+    """Read FairFace's two official splits (``split="both"``), or one (``"train"``, ``"val"``),
+    into a dataset table. Lab 01.
+
+    With both, ``fl.pipeline.split`` keeps the official split: the official val becomes the
+    test part (the test part was never released) and validation is carved from train. The
+    two splits' exclusions and notes are kept together in ``df.attrs``.
 
     ``root`` holds ``train/``, ``val/`` and the two label CSVs (or is the parent of such a
     folder). Columns: the core columns (``age`` <NA>, ``age_group`` one of the nine groups
@@ -72,9 +77,11 @@ def load_fairface(root: str | Path, split: str = "train", verify: bool = False) 
     (for ``3-9``/``10-19``) are read back with a note naming Excel. ``verify=True`` also
     opens every image.
     """
+    if split == "both":
+        return _load_both(root, verify)
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}; FairFace's test part "
-                         "was never released, so use 'val' as the test set.")
+        raise ValueError(f"split must be 'both' or one of {SPLITS}, got {split!r}; FairFace's "
+                         "test part was never released, so use 'val' as the test set.")
     root = find_root(root, "fairface", _is_layout, EXPECTED)
     labels, images = _label_file(root, split), root / split
     if not labels.is_file() or not images.is_dir():
@@ -180,3 +187,20 @@ def load_fairface(root: str | Path, split: str = "train", verify: bool = False) 
 
 
 __all__ = ["AGE_GROUPS", "RACES", "load_fairface"]
+
+
+def _load_both(root, verify: bool) -> pd.DataFrame:
+    """Both official splits in one table: rows, exclusions and notes of train, then val."""
+    import warnings
+
+    from faceattr_lab.datasets.common import DatasetWarning, summary
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DatasetWarning)  # one summary line, for both
+        parts = [load_fairface(root, split, verify) for split in SPLITS]
+    df = pd.concat(parts, ignore_index=True)
+    df.attrs = {**parts[0].attrs, "split": "both",
+                **{key: pd.concat([part.attrs[key] for part in parts], ignore_index=True)
+                   for key in ("excluded", "notes")}}
+    warnings.warn(summary(df), DatasetWarning, stacklevel=3)
+    return df
