@@ -518,8 +518,191 @@ def knn_accuracy(fn, strict: bool = True) -> bool | None:
     return _verdict("knn_accuracy", problems, strict)
 
 
+def route_by_gender(fn, strict: bool = True) -> bool | None:
+    """Check lab 07's ``route(gender_probabilities, male_output, female_output)``. Lab 07.
+
+    Study B's routing: per face, the female expert's output where the gender classifier's
+    most probable class is 1 (female), else the male expert's; hand-made faces, outputs of
+    one and two dimensions.
+    """
+    gender = [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.45, 0.55], [0.3, 0.7]]
+    male_1d, female_1d = [10, 11, 12, 13, 14], [20, 21, 22, 23, 24]
+    male_2d = [[1.0, 0.0, 0.0], [0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.5, 0.5, 0.0], [0.2, 0.2, 0.6]]
+    female_2d = [[0.0, 0.0, 1.0], [0.1, 0.1, 0.8], [0.3, 0.3, 0.4], [0.0, 0.9, 0.1],
+                 [0.4, 0.4, 0.2]]
+    import numpy as np
+
+    female = [False, True, False, True, True]  # argmax of each row of gender, by hand
+    cases = [(male_1d, female_1d, [20 + i if f else 10 + i for i, f in enumerate(female)]),
+             (male_2d, female_2d, [fe if f else ma for ma, fe, f in
+                                   zip(male_2d, female_2d, female)])]
+    problems = []
+    for male, female_out, expected in cases:
+        shape = "1-D" if not isinstance(male[0], list) else "2-D"
+        try:
+            got = np.asarray(fn(np.asarray(gender), np.asarray(male, float),
+                                np.asarray(female_out, float)), dtype=float)
+        except Exception as error:  # a student's bug is reported, not raised
+            problems.append(f"route(...) with {shape} expert outputs raised "
+                            f"{type(error).__name__}: {error} (a mask of shape (B,) needs a "
+                            "trailing axis, e.g. mask[:, None], to pick whole rows).")
+            continue
+        expected = np.asarray(expected, dtype=float)
+        if got.shape == expected.shape and np.allclose(got, expected):
+            continue
+        swapped = np.where(np.asarray(female).reshape((-1,) + (1,) * (expected.ndim - 1)),
+                           np.asarray(male, float), np.asarray(female_out, float))
+        mean = (np.asarray(male, float) + np.asarray(female_out, float)) / 2
+        probabilities = np.asarray(gender)[:, 1].reshape((-1,) + (1,) * (expected.ndim - 1))
+        soft = (1 - probabilities) * np.asarray(male, float) + probabilities * np.asarray(
+            female_out, float)
+        hint = ("you gave each face the OTHER gender's expert: class 1 is female"
+                if got.shape == swapped.shape and np.allclose(got, swapped)
+                else "that averages the two experts; route each face to ONE of them"
+                if got.shape == mean.shape and np.allclose(got, mean)
+                else "that weighs the experts by the gender probabilities (soft routing); "
+                     "study B sends each face to the expert of its most probable gender"
+                if got.shape == soft.shape and np.allclose(got, soft)
+                else f"expected shape {expected.shape}, got {got.shape}"
+                if got.shape != expected.shape
+                else "pick, per face, the female expert's output where argmax(gender) == 1")
+        problems.append(f"route(...) with {shape} expert outputs returned {got.tolist()}, "
+                        f"expected {expected.tolist()} ({hint}).")
+    return _verdict("route_by_gender", problems, strict)
+
+
+def expected_fusion_accuracy(fn, strict: bool = True) -> bool | None:
+    """Check lab 07's ``expected_accuracy(p, acc_right, acc_wrong)``. Lab 07.
+
+    A face is routed right with probability ``p`` (the gender accuracy), and then the experts
+    are right with probability ``acc_right``; routed wrong, with ``acc_wrong``. The fusion's
+    accuracy is ``p * acc_right + (1 - p) * acc_wrong`` (total probability).
+    """
+    cases = [((0.9, 0.6, 0.3), 0.57), ((1.0, 0.55, 0.1), 0.55), ((0.5, 0.8, 0.4), 0.6),
+             ((0.95, 0.5, 0.5), 0.5), ((0.8, 0.7, 0.2), 0.6)]
+    problems = []
+    for (p, right, wrong), expected in cases:
+        try:
+            got = fn(p, right, wrong)
+        except Exception as error:  # a student's bug is reported, not raised
+            problems.append(f"expected_accuracy{(p, right, wrong)} raised "
+                            f"{type(error).__name__}: {error}.")
+            continue
+        if _close(got, expected):
+            continue
+        hint = ("the wrongly routed faces count too: add (1 - p) * acc_wrong"
+                if _close(got, p * right)
+                else "weigh each group by its share of faces, p and 1 - p, not equally"
+                if _close(got, (right + wrong) / 2)
+                else "acc_wrong is already the experts' accuracy on those faces: do not "
+                     "take 1 - acc_wrong" if _close(got, p * right + (1 - p) * (1 - wrong))
+                else "multiply: the faces routed right and then classified right are "
+                     "p * acc_right, not p + acc_right" if _close(got, min(1.0, p + right))
+                else "add the two groups: p * acc_right + (1 - p) * acc_wrong")
+        problems.append(f"expected_accuracy{(p, right, wrong)} returned {got!r}, expected "
+                        f"{expected:.4f} ({hint}).")
+    return _verdict("expected_fusion_accuracy", problems, strict)
+
+
+def coral_levels(fn, strict: bool = True) -> bool | None:
+    """Check lab 06's ``extended_levels(rank, num_classes)``: CORAL's K-1 binary labels. Lab 06.
+
+    Rank ``r`` of ``K`` ranks gives ``[1] * r + [0] * (K - 1 - r)``: task ``k`` asks "is the
+    rank above k?".
+    """
+    cases = [(2, 5, [1, 1, 0, 0]), (3, 7, [1, 1, 1, 0, 0, 0]), (0, 5, [0, 0, 0, 0]),
+             (4, 5, [1, 1, 1, 1]), (1, 2, [1]), (0, 2, [0])]
+    problems = []
+    for rank, k, expected in cases:
+        try:
+            got = [int(v) for v in fn(rank, k)]
+        except Exception as error:  # report, do not crash the student's notebook
+            problems.append(f"extended_levels({rank}, {k}) raised {type(error).__name__}: "
+                            f"{error}.")
+            continue
+        if got == expected:
+            continue
+        hint = ("give K-1 labels, one per threshold k = 0..K-2, not K"
+                if len(got) == k else
+                "label k is 1 when the rank is ABOVE k (rank > k), not at or above it"
+                if got == [1 if rank >= j else 0 for j in range(k - 1)] else
+                "that is one-hot; CORAL's labels are 1 for every threshold below the rank"
+                if sum(got) <= 1 and len(got) == k - 1 else
+                "the ones come first: [1] * rank + [0] * (K - 1 - rank)")
+        problems.append(f"extended_levels({rank}, {k}) returned {got}, expected {expected} "
+                        f"({hint}).")
+        break
+    return _verdict("coral_levels", problems, strict)
+
+
+def coral_rank(fn, strict: bool = True) -> bool | None:
+    """Check lab 06's ``predicted_rank(probabilities)``: how many P(rank > k) exceed 0.5. Lab 06."""
+    cases = [([0.9, 0.8, 0.3, 0.1], 2), ([0.2, 0.1], 0), ([0.99, 0.98, 0.7], 3),
+             ([0.6, 0.4, 0.7, 0.2], 2), ([0.5, 0.2], 0)]
+    problems = []
+    for probabilities, expected in cases:
+        try:
+            got = fn(list(probabilities))
+        except Exception as error:  # report, do not crash the student's notebook
+            problems.append(f"predicted_rank({probabilities}) raised {type(error).__name__}: "
+                            f"{error}.")
+            continue
+        if _close(got, expected):
+            continue
+        first_no = next((i for i, p in enumerate(probabilities) if p <= 0.5),
+                        len(probabilities))
+        hint = ("0.5 itself is not a yes: count P > 0.5"
+                if _close(got, sum(p >= 0.5 for p in probabilities)) else
+                "count every task answered yes (P > 0.5), not only those before the first no"
+                if _close(got, first_no) and first_no != expected else
+                "that is an index of the largest probability; count the yes answers instead"
+                if _close(got, max(range(len(probabilities)), key=probabilities.__getitem__))
+                else "count how many probabilities exceed 0.5")
+        problems.append(f"predicted_rank({probabilities}) returned {got!r}, expected {expected} "
+                        f"({hint}).")
+    return _verdict("coral_rank", problems, strict)
+
+
+def rank_inconsistent(fn, strict: bool = True) -> bool | None:
+    """Check lab 06's ``count_inconsistent(probabilities)``: faces whose P(rank > k) rises. Lab 06.
+
+    A face (row) is inconsistent when some ``P(rank > k + 1) > P(rank > k)``; equal neighbours
+    are consistent.
+    """
+    cases = [
+        ([[0.9, 0.7, 0.2], [0.8, 0.9, 0.1], [0.6, 0.6, 0.6]], 1),  # a tie is not a rise
+        ([[0.2, 0.4, 0.6, 0.8]], 1),                               # three rises, one face
+        ([[0.9, 0.1], [0.3, 0.2], [0.5, 0.4]], 0),
+        ([[0.9, 0.95, 0.99], [0.1, 0.2, 0.05], [0.7, 0.6, 0.65], [0.9, 0.8, 0.7]], 3),
+    ]
+    problems = []
+    for probabilities, expected in cases:
+        try:
+            got = fn([list(row) for row in probabilities])
+        except Exception as error:  # report, do not crash the student's notebook
+            problems.append(f"count_inconsistent({probabilities}) raised "
+                            f"{type(error).__name__}: {error}.")
+            continue
+        if _close(got, expected):
+            continue
+        rises = sum(b > a for row in probabilities for a, b in zip(row, row[1:]))
+        ties = sum(1 for row in probabilities if any(b >= a for a, b in zip(row, row[1:])))
+        hint = ("count faces, not rises: a face with several rises counts once"
+                if _close(got, rises) else
+                "equal neighbours are consistent: only a strict rise (>) counts"
+                if _close(got, ties) else
+                "count the rows where P(rank > k) goes UP from some k to k + 1"
+                if _close(got, len(probabilities) - expected) else
+                "a face is inconsistent when any later probability exceeds the one before it")
+        problems.append(f"count_inconsistent({probabilities}) returned {got!r}, expected "
+                        f"{expected} ({hint}).")
+    return _verdict("rank_inconsistent", problems, strict)
+
+
 __all__ = ["CheckFailed", "majority_share",
            "balanced_accuracy_from_confusion", "grouped_imbalance", "to_fairface_group",
            "conv_params", "block_features", "feature_side",
            "mae_to_years", "one_factor_configs", "mean_std",
-           "supcon_anchor_loss", "knn_accuracy"]
+           "supcon_anchor_loss", "knn_accuracy",
+           "route_by_gender", "expected_fusion_accuracy",
+           "coral_levels", "coral_rank", "rank_inconsistent"]

@@ -127,6 +127,50 @@ def majority_baseline(train_labels, test_labels) -> dict:
     }
 
 
+def median_baseline(train_years, test_years) -> dict:
+    """Error of always predicting the training split's median age. Lab 06.
+
+    The median is the constant that minimises the mean absolute error on the training split,
+    so it is the no-learning baseline for MAE (the mean is the one for squared error).
+    Returns ``{"median", "mae", "rmse"}`` on ``test_years``.
+    """
+    train = np.asarray(train_years, dtype=float).ravel()
+    test = np.asarray(test_years, dtype=float).ravel()
+    if train.size == 0 or test.size == 0 or np.isnan(train).any() or np.isnan(test).any():
+        raise ValueError("median_baseline needs non-empty arrays of ages without NaN; drop "
+                         "unlabelled faces first.")
+    median = float(np.median(train))
+    return {"median": median, **{k: v for k, v in regression_metrics(
+        test, np.full(test.shape, median)).items() if k != "mean_signed_error"}}
+
+
+def cumulative_probabilities(class_probabilities) -> np.ndarray:
+    """``P(rank > k)`` for k = 0..K-2 from per-class probabilities ``(N, K)``. Lab 06.
+
+    ``1 - cumsum(p)[:, :-1]``: for a softmax head, the chance that the face is older than
+    class ``k``; non-increasing in ``k`` whatever the probabilities, since each step removes
+    a non-negative ``p_k``.
+    """
+    p = np.asarray(class_probabilities, dtype=float)
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise ValueError(f"pass per-class probabilities of shape (N, K >= 2), got {p.shape}.")
+    return 1.0 - np.cumsum(p, axis=1)[:, :-1]
+
+
+def rank_inconsistencies(probabilities, tolerance: float = 0.0) -> np.ndarray:
+    """Per face, how many times ``P(rank > k)`` rises from one ``k`` to the next. Lab 06.
+
+    ``probabilities`` is ``(N, K-1)`` (e.g. ``fl.losses.coral_probabilities`` or the sigmoids
+    of an OR-CNN head). A rank-consistent face has 0: ``P(rank > k)`` must not increase with
+    ``k`` (Cao, Mirjalili & Raschka 2020). A rise must exceed ``tolerance``. Count the faces
+    with any rise as ``(rank_inconsistencies(p) > 0).sum()``.
+    """
+    p = np.asarray(probabilities, dtype=float)
+    if p.ndim != 2 or p.shape[1] < 1:
+        raise ValueError(f"pass cumulative probabilities of shape (N, K-1), got {p.shape}.")
+    return (np.diff(p, axis=1) > tolerance).sum(axis=1)
+
+
 def bootstrap_ci(values, statistic=np.mean, confidence: float = 0.95,
                  n_resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of ``statistic`` over per-face ``values``. Lab 02.
@@ -882,7 +926,8 @@ def _format_mean_std(mean: float, std: float, digits: int) -> str:
 
 
 __all__ = ["TIDY_COLUMNS", "BREAKDOWN_COLUMNS", "GROUP_NAMES", "classification_metrics",
-           "one_off_accuracy", "regression_metrics", "majority_baseline", "bootstrap_ci",
+           "one_off_accuracy", "regression_metrics", "majority_baseline", "median_baseline",
+           "cumulative_probabilities", "rank_inconsistencies", "bootstrap_ci",
            "paired_bootstrap", "paired_difference", "predict", "features", "knn_accuracy",
            "predict_oversampled",
            "evaluate", "breakdown", "confusion", "compare", "summarize", "wide"]

@@ -413,6 +413,26 @@ def coral(lo: int, hi: int) -> Scheme:
                   description=f"CORAL ranks: age {lo} -> 0 ... age {hi} -> {hi - lo}")
 
 
+def year_classes(lo: int, hi: int) -> Scheme:
+    """One class per year ``lo..hi``, for a softmax head with cross-entropy. Lab 06.
+
+    The cross-entropy baseline of Cao, Mirjalili & Raschka (2020): as many classes as
+    :func:`coral` has ranks, but the loss ignores their order (class ``i`` is age ``lo + i``).
+    Rows outside the range are excluded with a reason by :func:`select`.
+    """
+    if not (isinstance(lo, (int, np.integer)) and isinstance(hi, (int, np.integer))):
+        raise ValueError(f"year_classes(lo, hi) needs whole years, got {lo!r}, {hi!r}; "
+                         "e.g. year_classes(21, 60).")
+    if not 0 <= lo < hi:
+        raise ValueError(f"year_classes(lo, hi) needs 0 <= lo < hi, got {lo}, {hi}; "
+                         "e.g. year_classes(21, 60).")
+    ages = range(int(lo), int(hi) + 1)
+    return Scheme(f"age_classes_{lo}_{hi}", "age", "classification", tuple(str(a) for a in ages),
+                  "age_group", bins=tuple((float(a), float(a + 1)) for a in ages),
+                  years_column="age", lo=int(lo), hi=int(hi),
+                  description=f"one class per year {lo}..{hi} (class i = age {lo} + i)")
+
+
 def _schemes() -> dict[str, Scheme]:
     other = "is not one of the four races (White, Black, Asian, Indian)"
     schemes = [
@@ -468,7 +488,8 @@ SCHEMES: dict[str, Scheme] = _schemes()
 def get(name: str) -> Scheme:
     """The named scheme from ``SCHEMES`` (e.g. ``"race_utk5"``, ``"age_fairface9"``). Lab 01.
 
-    ``"coral_LO_HI"`` and ``"age_years_MAX"`` names are built on demand.
+    ``"coral_LO_HI"``, ``"age_classes_LO_HI"`` and ``"age_years_MAX"`` names are built on
+    demand.
     """
     if isinstance(name, Scheme):
         return name
@@ -477,6 +498,8 @@ def get(name: str) -> Scheme:
     parts = str(name).split("_")
     if parts[0] == "coral" and len(parts) == 3 and all(p.isdigit() for p in parts[1:]):
         return coral(int(parts[1]), int(parts[2]))
+    if parts[:2] == ["age", "classes"] and len(parts) == 4 and all(p.isdigit() for p in parts[2:]):
+        return year_classes(int(parts[2]), int(parts[3]))
     if str(name).startswith("age_years_"):
         try:
             return years(float(str(name)[len("age_years_"):]))
@@ -487,5 +510,5 @@ def get(name: str) -> Scheme:
 
 
 __all__ = ["Scheme", "SCHEMES", "KINDS", "MASK_INDEX", "MISSING", "REQUIRE", "get", "resolve",
-           "select", "age_group", "coral", "years", "FAIRFACE_RACES", "UTK_RACES",
+           "select", "age_group", "coral", "year_classes", "years", "FAIRFACE_RACES", "UTK_RACES",
            "FAIRFACE_AGE_GROUPS", "ADIENCE_AGE_GROUPS"]

@@ -413,6 +413,76 @@ def augmentation(crop: bool = True, flip: bool = True, brightness: float = 0.2,
                         rotation=rotation, seed=seed)
 
 
+
+# -- oversampling to a size (study B's gender experts) ---------------------------------------
+def _oversample_positions(n: int, size: int, seed: int) -> np.ndarray:
+    """Positions ``0..n-1`` once each, in order, then ``size - n`` repeats spread evenly."""
+    if not isinstance(size, (int, np.integer)) or isinstance(size, bool):
+        raise ValueError(f"size must be an int, got {size!r}; e.g. len(train_table).")
+    if n == 0:
+        raise ValueError("nothing to oversample: the table is empty; check the split.")
+    if size < n:
+        raise ValueError(f"size={size} is below the {n} rows given; oversampling only grows a "
+                         "table: pass size >= the number of rows (or sample it instead).")
+    repeats, extra = divmod(int(size), n)
+    rng = np.random.default_rng(seed)
+    copies = [np.arange(n)] * (repeats - 1) + [np.sort(rng.choice(n, extra, replace=False))]
+    return np.concatenate([np.arange(n), *copies]).astype(np.int64)
+
+
+def oversample(df: pd.DataFrame, size: int, seed: int = 0) -> pd.DataFrame:
+    """``df`` grown to ``size`` rows by repeating its rows as evenly as possible. Lab 07.
+
+    Study B trained each gender's expert on that gender's faces "augmented back to full size".
+    The first ``len(df)`` rows are ``df`` itself, in order; then every row is repeated so that
+    each appears floor(size / n) or ceil(size / n) times in all (which rows get the extra
+    copy is drawn at random, seeded). Column ``copy`` counts the repeat (0: the original).
+    Train on it with ``make_dataset(..., training=True, augment=...)`` so that the copies are
+    augmented (anew each epoch); :func:`augment_to_size` does the same for images in memory.
+    """
+    positions = _oversample_positions(len(df), size, seed)
+    grown = df.iloc[positions].copy()
+    grown["copy"] = pd.Series(positions).groupby(positions).cumcount().to_numpy()
+    return grown
+
+
+def augment_to_size(images: np.ndarray, targets: dict, size: int, augment=None,
+                    seed: int = 0) -> tuple[np.ndarray, dict, np.ndarray]:
+    """Images in memory grown to ``size`` rows with augmented copies (study B's experts). Lab 07.
+
+    ``images``: uint8 ``(N, H, W, 3)``; ``targets``: ``{output: labels}`` of those N images.
+    The first N rows returned are the originals, unchanged; the ``size - N`` extra rows are
+    copies chosen as :func:`oversample` chooses them, each augmented once, with its own seed,
+    by ``augment`` (default: :func:`augmentation` with study B's random crop, flip and
+    brightness 0.2, no contrast or rotation; or any callable on a float32 batch). Returns
+    ``(images, targets, source)``: uint8 images, the labels of each row and ``source``, the
+    original position of each row. Same ``seed``, same copies and augmentations.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"images must be (N, H, W, 3), got shape {images.shape}.")
+    if any(len(y) != len(images) for y in targets.values()):
+        raise ValueError("every target needs one label per image; got lengths "
+                         f"{ {k: len(v) for k, v in targets.items()} } for {len(images)} images.")
+    source = _oversample_positions(len(images), size, seed)
+    if augment is None:
+        augment = augmentation(crop=True, flip=True, brightness=0.2, contrast=0.0,
+                               rotation=0.0, seed=seed)
+    copies = images[source[len(images):]].astype(np.float32)
+    seeds = np.random.default_rng([seed, 1]).integers(0, _MAX_SEED, len(copies))
+    augmented = []
+    for start in range(0, len(copies), 256):  # in batches: bounded memory
+        batch = copies[start:start + 256]
+        if isinstance(augment, Augmentation):
+            out = augment(batch, seeds=seeds[start:start + 256])
+        else:
+            out = augment(batch, training=True)
+        augmented.append(np.asarray(out, dtype=np.float32))
+    grown = images if not len(copies) else np.concatenate(
+        [images, np.clip(np.round(np.concatenate(augmented)), 0, 255).astype(images.dtype)])
+    return grown, {k: np.asarray(v)[source] for k, v in targets.items()}, source
+
+
 # -- crops (Levi & Hassner's protocol) -------------------------------------------------------
 TEN_CROPS = ("top_left", "top_right", "bottom_left", "bottom_right", "centre",
              "top_left_mirror", "top_right_mirror", "bottom_left_mirror",
@@ -683,4 +753,4 @@ def _sample_weights(targets: dict, schemes) -> dict[str, np.ndarray]:
 __all__ = ["split", "adience_folds", "make_dataset", "from_arrays", "augmentation", "Augmentation",
            "ten_crops", "TEN_CROPS", "unreadable_files", "explain_decode_error",
            "decode_and_resize", "load_images", "to_numpy",
-           "class_weights", "sample_weights", "SPLITS"]
+           "class_weights", "sample_weights", "SPLITS", "oversample", "augment_to_size"]

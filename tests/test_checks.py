@@ -128,6 +128,18 @@ def _masked_ce_nan_when_empty(labels, probabilities):
     return float(picked.mean()) if picked.size else float("nan")
 
 
+def _route(gender, male, female, swap=False, broadcast=True):
+    is_female = (np.argmax(gender, axis=-1) == 1) != swap
+    if broadcast:
+        is_female = is_female.reshape((-1,) + (1,) * (np.ndim(male) - 1))
+    return np.where(is_female, female, male)
+
+
+def _route_soft(gender, male, female):  # weighs the experts by the gender probabilities
+    weight = np.asarray(gender)[:, 1].reshape((-1,) + (1,) * (np.ndim(male) - 1))
+    return (1 - weight) * male + weight * female
+
+
 CASES = [
     (checks.majority_share, lambda xs: max(map(list(xs).count, xs)) / len(xs),
      lambda xs: 1 / len(set(xs)), "expected"),
@@ -168,6 +180,36 @@ CASES = [
     (checks.supcon_anchor_loss, _anchor_loss, _anchor_loss_nan_without_positive, "no positive"),
     (checks.knn_accuracy, _knn, lambda *a: _knn(*a, metric="euclidean"), "cosine"),
     (checks.knn_accuracy, _knn, lambda *a: _knn(*a, farthest=True), "HIGHEST"),
+    # lab 06: CORAL's extended binary labels, rank decoding, inconsistent faces
+    (checks.coral_levels, lambda r, k: [int(r > j) for j in range(k - 1)],
+     lambda r, k: [int(r >= j) for j in range(k - 1)], "ABOVE"),
+    (checks.coral_levels, lambda r, k: [int(r > j) for j in range(k - 1)],
+     lambda r, k: [int(r > j) for j in range(k)], "K-1 labels"),
+    (checks.coral_levels, lambda r, k: [int(r > j) for j in range(k - 1)],
+     lambda r, k: [int(r == j) for j in range(k - 1)], "one-hot"),
+    (checks.coral_rank, lambda p: sum(x > 0.5 for x in p),
+     lambda p: sum(x >= 0.5 for x in p), "P > 0.5"),
+    (checks.coral_rank, lambda p: sum(x > 0.5 for x in p),
+     lambda p: next((i for i, x in enumerate(p) if x <= 0.5), len(p)), "first no"),
+    (checks.coral_rank, lambda p: sum(x > 0.5 for x in p),
+     lambda p: max(range(len(p)), key=p.__getitem__), "index"),
+    (checks.rank_inconsistent, lambda p: sum(any(b > a for a, b in zip(r, r[1:])) for r in p),
+     lambda p: sum(b > a for r in p for a, b in zip(r, r[1:])), "count faces"),
+    (checks.rank_inconsistent, lambda p: sum(any(b > a for a, b in zip(r, r[1:])) for r in p),
+     lambda p: sum(any(b >= a for a, b in zip(r, r[1:])) for r in p), "strict rise"),
+    (checks.rank_inconsistent, lambda p: sum(any(b > a for a, b in zip(r, r[1:])) for r in p),
+     lambda p: sum(all(b <= a for a, b in zip(r, r[1:])) for r in p), "goes UP"),
+    (checks.route_by_gender, _route, lambda g, m, f: _route(g, m, f, swap=True), "OTHER"),
+    (checks.route_by_gender, _route, lambda g, m, f: (m + f) / 2, "averages"),
+    (checks.route_by_gender, _route, _route_soft, "soft routing"),
+    (checks.route_by_gender, _route, lambda g, m, f: _route(g, m, f, broadcast=False),
+     "trailing axis"),
+    (checks.expected_fusion_accuracy, lambda p, r, w: p * r + (1 - p) * w,
+     lambda p, r, w: p * r, "wrongly routed"),
+    (checks.expected_fusion_accuracy, lambda p, r, w: p * r + (1 - p) * w,
+     lambda p, r, w: (r + w) / 2, "share of faces"),
+    (checks.expected_fusion_accuracy, lambda p, r, w: p * r + (1 - p) * w,
+     lambda p, r, w: p * r + (1 - p) * (1 - w), "1 - acc_wrong"),
 ]
 
 

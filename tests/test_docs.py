@@ -12,6 +12,9 @@ PACKAGE = ROOT / "faceattr_lab"
 LABS = ROOT / "labs"
 LAB_REF = re.compile(r"\bLab (\d\d)\b")
 TABLE_LAB = re.compile(r"^\|\s*`(\d\d)_[A-Za-z0-9_]+`\s*\|")
+# "lab 04", "Labs 00-05", "labs 04 and 05", "labs 02, 03 and 04": every number counts
+LAB_MENTION = re.compile(r"\b[Ll]abs? (\d\d(?:(?:\s*[-\u2013,]\s*|\s+(?:and|or|to)\s+)\d\d)*)\b")
+NEXT_LINE = re.compile(r"\*\*Next[.:]?\*\*:?(.*)")
 
 
 def docstrings() -> list[tuple[str, str]]:
@@ -88,15 +91,67 @@ def existing_labs() -> dict[str, str]:
     return {path.stem[:2]: path.stem for path in sorted(LABS.glob("[0-9][0-9]_*.ipynb"))}
 
 
-def test_every_lab_a_docstring_names_exists_or_is_planned_in_readme():
-    _, planned = lab_tables()
-    known = {**existing_labs(), **planned}
+def mentioned_labs(text: str) -> list[str]:
+    """Every two-digit lab number a text names ("lab 04", "labs 00-05", "labs 04 and 05")."""
+    return [number for match in LAB_MENTION.finditer(text)
+            for number in re.findall(r"\d\d", match.group(1))]
+
+
+def test_mentioned_labs_reads_single_lists_and_ranges():
+    text = "Lab 03 and labs 04 and 05; labs 00-02, lab 7 and Labs 06, 08 or 09 (table 12)"
+    assert mentioned_labs(text) == ["03", "04", "05", "00", "02", "06", "08", "09"]
+
+
+def test_every_lab_a_docstring_names_is_a_lab():
+    on_disk = existing_labs()
     found = docstrings()
     assert len(found) > 100, f"only {len(found)} docstrings found under {PACKAGE}"
-    missing = [f"{where}: Lab {number} is neither labs/{number}_*.ipynb nor in README's "
-               "'Labs to come' table"
-               for where, doc in found for number in LAB_REF.findall(doc) if number not in known]
+    missing = [f"{where}: Lab {number} is not a notebook labs/{number}_*.ipynb"
+               for where, doc in found for number in LAB_REF.findall(doc)
+               if number not in on_disk]
     assert not missing, "\n".join(missing)
+
+
+def test_readme_and_architecture_name_only_labs_that_exist():
+    """Outside README's "Labs to come" table (the plan), every lab they name is a notebook."""
+    on_disk = existing_labs()
+    _, planned_rows = next((b, rows) for b, rows in tables(readme_section("The labs"))
+                           if "Labs to come" in b)
+    problems = []
+    for name in ("README.md", "ARCHITECTURE.md"):
+        for number_, line in enumerate((ROOT / name).read_text(encoding="utf-8").splitlines(), 1):
+            if line in planned_rows:
+                continue
+            problems += [f"{name}:{number_}: lab {n} is not in labs/"
+                         for n in mentioned_labs(line) if n not in on_disk]
+    assert not problems, "\n".join(problems)
+
+
+def test_each_lab_ends_with_a_next_line_to_a_lab_that_exists():
+    """Every lab but the last has one "**Next:**" line, and the labs it names exist."""
+    on_disk = existing_labs()
+    import nbformat
+
+    problems = []
+    for number, stem in on_disk.items():
+        nb = nbformat.read(LABS / f"{stem}.ipynb", as_version=4)
+        text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+        nexts = NEXT_LINE.findall(text)
+        if number == max(on_disk):
+            problems += [f"{stem}: the last lab names a next lab ({n})"
+                         for line in nexts for n in mentioned_labs(line) if n not in on_disk]
+            continue
+        if len(nexts) != 1:
+            problems.append(f"{stem}: {len(nexts)} '**Next:**' lines, want 1")
+            continue
+        named = mentioned_labs(nexts[0])
+        if not named:
+            problems.append(f"{stem}: its Next line names no lab: {nexts[0][:60]!r}")
+        problems += [f"{stem}: its Next line names lab {n}, which is not in labs/"
+                     for n in named if n not in on_disk]
+        if named and named[0] != f"{int(number) + 1:02d}":
+            problems.append(f"{stem}: its Next line names lab {named[0]}, not the next one")
+    assert not problems, "\n".join(problems)
 
 
 def test_readme_lab_table_lists_exactly_the_labs():

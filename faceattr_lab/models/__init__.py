@@ -30,6 +30,9 @@ _EXPORTS = {
     "projection_model": "supcon",
     "classifier_model": "supcon",
     "count_params": "heads",
+    "ORDINAL_HEADS": "heads",
+    "resnet34": "resnet",
+    "RESNET34_BLOCKS": "resnet",
 }
 
 __all__ = sorted(_EXPORTS)

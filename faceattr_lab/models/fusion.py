@@ -13,7 +13,7 @@ class GenderRoute(layers.Layer):
     """Per sample, the female expert's output where gender's argmax is female, else the male's.
 
     Inputs ``[gender_probabilities (B, 2), male_output (B, ...), female_output (B, ...)]``.
-    Lab 03.
+    Lab 07.
     """
 
     def call(self, inputs):
@@ -35,7 +35,7 @@ def _outputs_of(model: keras.Model, role: str) -> dict:
 
 def gender_fusion(gender_model: keras.Model, male_model: keras.Model,
                   female_model: keras.Model, name: str = "gender_fusion") -> keras.Model:
-    """One saveable model that routes each face to its gender's age+race expert. Lab 03.
+    """One saveable model that routes each face to its gender's age+race expert. Lab 07.
 
     Study B's gender-specific fusion: ``gender_model`` (with a "gender" softmax output,
     0 male, 1 female) predicts the gender; the face then gets the outputs of ``male_model`` or
@@ -79,7 +79,7 @@ def gender_fusion(gender_model: keras.Model, male_model: keras.Model,
 
 
 def split_by_gender(df):
-    """``(male_rows, female_rows)`` of a dataset table, for training the two experts. Lab 03.
+    """``(male_rows, female_rows)`` of a dataset table, for training the two experts. Lab 07.
 
     Raises ``ValueError`` if some rows have no gender (filter them first, e.g. with
     ``fl.labels.select(df, schemes)``), so no row is dropped silently.

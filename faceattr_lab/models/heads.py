@@ -15,6 +15,8 @@ from faceattr_lab.labels import resolve
 from faceattr_lab.losses import coral_predict
 
 REGRESSION_ACTIVATIONS = (None, "linear", "relu", "sigmoid")
+# an ordinal scheme's head: CORAL (one shared weight vector) or OR-CNN (one per threshold)
+ORDINAL_HEADS = ("coral", "independent")
 
 
 @keras.saving.register_keras_serializable(package="faceattr_lab")
@@ -134,7 +136,8 @@ class MaskedMetric(keras.metrics.MeanMetricWrapper):
 
 
 def add_heads(features, schemes, hidden: int = 0, dropout: float = 0.0, name_prefix: str = "",
-              regression_activation: str | None = None, binary_sigmoid: bool = False) -> dict:
+              regression_activation: str | None = None, binary_sigmoid: bool = False,
+              ordinal: str = "coral") -> dict:
     """One output head per label scheme on a feature tensor; returns ``{scheme.output: tensor}``.
 
     Each head is ``Dropout(dropout) -> Dense(hidden, relu) -> Dropout(dropout) -> output`` when
@@ -143,7 +146,10 @@ def add_heads(features, schemes, hidden: int = 0, dropout: float = 0.0, name_pre
     with ``regression_activation`` (None/linear, "relu" or "sigmoid" for targets in [0, 1]) for
     regression, :class:`CoralOutput` logits for ordinal. ``binary_sigmoid=True`` gives a
     two-class scheme one sigmoid unit ``Dense(1, sigmoid)`` instead (study C's gender head);
-    :func:`compile_for` then picks binary cross-entropy. Layers are named after the output
+    :func:`compile_for` then picks binary cross-entropy. ``ordinal="independent"`` gives an
+    ordinal scheme Niu et al.'s (2016) OR-CNN output instead of CORAL's: ``Dense(K-1)`` logits,
+    each threshold its own weight vector and bias, trained with the same CORAL loss (Lab 06).
+    Layers are named after the output
     (``"age"``, ``"age_hidden"`` ...), with ``name_prefix`` in front of the hidden layers.
 
     Every output layer computes in float32 (``dtype="float32"``), so under the
@@ -157,6 +163,9 @@ def add_heads(features, schemes, hidden: int = 0, dropout: float = 0.0, name_pre
     if hidden < 0 or not 0.0 <= dropout < 1.0:
         raise ValueError(f"hidden={hidden}, dropout={dropout}; use hidden >= 0 and "
                          "0 <= dropout < 1.")
+    if ordinal not in ORDINAL_HEADS:
+        raise ValueError(f"ordinal={ordinal!r}; use one of {ORDINAL_HEADS} (CORAL's shared "
+                         "weights, or OR-CNN's independent ones).")
     outputs = {}
     for scheme in schemes:
         prefix = f"{name_prefix}{scheme.output}"
@@ -175,6 +184,8 @@ def add_heads(features, schemes, hidden: int = 0, dropout: float = 0.0, name_pre
         elif scheme.kind == "regression":
             head = layers.Dense(1, activation=regression_activation, dtype="float32",
                                 name=scheme.output)
+        elif ordinal == "independent":  # OR-CNN: K-1 binary classifiers, own weights each
+            head = layers.Dense(scheme.num_classes - 1, dtype="float32", name=scheme.output)
         else:
             head = CoralOutput(scheme.num_classes, dtype="float32", name=scheme.output)
         outputs[scheme.output] = head(x)
