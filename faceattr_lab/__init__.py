@@ -5,6 +5,9 @@ Data flows one way through the modules::
 
     datasets -> labels -> pipeline -> models / losses -> train -> evaluate -> plots, results
 
+Beside them, ``faceattr_lab.course`` runs, grades and releases the labs and holds the
+exercises' self-checks (``fl.checks``).
+
 Importing the package has no side effects: submodules load on first use, so
 ``import faceattr_lab`` does not import TensorFlow.
 """
@@ -17,11 +20,12 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "config", "datasets", "labels", "pipeline", "models", "losses", "train", "evaluate",
-    "plots", "widgets", "results", "checks", "runner", "grader", "cli", "notebooks", "benchmarks",
-    "experiments", "pretraining",
+    "plots", "widgets", "results", "experiments", "pretraining", "benchmarks", "cli", "course",
 )
+# the course's self-checks, called by every lab as fl.checks.<name>, live in course/
+_ALIASES = {"checks": "course.checks"}
 
-__all__ = ["__version__", "set_seed", *_SUBMODULES]
+__all__ = ["__version__", "set_seed", *_SUBMODULES, *_ALIASES]
 
 
 def set_seed(seed: int, deterministic: bool = False) -> None:
@@ -42,8 +46,8 @@ def set_seed(seed: int, deterministic: bool = False) -> None:
 
 
 def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
+    if name in _SUBMODULES or name in _ALIASES:
+        return importlib.import_module(f"{__name__}.{_ALIASES.get(name, name)}")
     raise AttributeError(f"module 'faceattr_lab' has no attribute {name!r}")
 
 

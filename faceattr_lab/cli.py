@@ -110,7 +110,7 @@ def _cmd_data_synth(args) -> int:
 # ---- labs, bench, info --------------------------------------------------------------------
 
 def _cmd_labs_run(args) -> int:
-    from faceattr_lab import runner
+    from faceattr_lab.course import runner
 
     parameters = {name: _parse_value(value) for name, value in args.parameter or ()}
     table = runner.run_labs(labs=args.labs or None, parameters=parameters, output=args.output)
@@ -123,16 +123,16 @@ def _cmd_labs_run(args) -> int:
 
 
 def _cmd_labs_student(args) -> int:
-    from faceattr_lab import notebooks
+    from faceattr_lab.course import release
 
-    written = notebooks.build_student(output=args.output)
+    written = release.build_student(output=args.output)
     for path in written or ():
         print(path)
     return 0
 
 
 def _cmd_labs_grade(args) -> int:
-    from faceattr_lab import grader
+    from faceattr_lab.course import grader
 
     parameters = {name: _parse_value(value) for name, value in args.parameter or ()}
     grader.grade(args.lab, args.submissions, output=args.output, parameters=parameters)

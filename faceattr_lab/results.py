@@ -35,9 +35,8 @@ def started() -> bool:
 def path() -> Path:
     """The results file that ``record`` writes to. Lab 00."""
     if _current is None:
-        from faceattr_lab import config
-
-        return start(config.output_dir("scratch"))
+        raise ValueError("no results file yet: call fl.config.settings(...) first (every lab's "
+                         "settings cell does), or fl.results.start(folder).")
     return _current
 
 

@@ -19,7 +19,8 @@ RESULTS_ENV = "FACEATTR_LAB_RESULTS_FROM"
 @pytest.fixture(scope="session")
 def lab_results(tmp_path_factory):
     """``lab_results("01")`` -> the dict the lab recorded in its ``results.json``."""
-    from faceattr_lab import results, runner
+    from faceattr_lab import results
+    from faceattr_lab.course import runner
 
     cache: dict[str, dict] = {}
 

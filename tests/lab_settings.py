@@ -9,7 +9,7 @@ def settings_namespace(lab: str, tmp_path, **parameters) -> dict:
     import nbformat
     from IPython.core.inputtransformer2 import TransformerManager
 
-    from faceattr_lab import runner
+    from faceattr_lab.course import runner
 
     nb = nbformat.read(runner.find_lab(lab), as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]

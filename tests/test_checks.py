@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from faceattr_lab import checks
+from faceattr_lab.course import checks
 
 # (check, a right answer, a typical wrong answer, a word the failure message must contain)
 FAIR_EDGES = [(0, "0-2"), (3, "3-9"), (10, "10-19"), (20, "20-29"), (30, "30-39"),

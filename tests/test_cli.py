@@ -246,7 +246,7 @@ def _fake_summary(statuses):
 
 
 def test_labs_run_passes_labs_and_typed_parameters(monkeypatch, tmp_path):
-    from faceattr_lab import runner
+    from faceattr_lab.course import runner
 
     calls = []
 
@@ -265,7 +265,7 @@ def test_labs_run_passes_labs_and_typed_parameters(monkeypatch, tmp_path):
 
 
 def test_labs_run_exit_1_when_a_lab_failed(monkeypatch, capsys):
-    from faceattr_lab import runner
+    from faceattr_lab.course import runner
 
     monkeypatch.setattr(runner, "run_labs", lambda **kw: _fake_summary(["ok", "failed"]))
     assert cli.main(["labs", "run"]) == 1
@@ -273,11 +273,11 @@ def test_labs_run_exit_1_when_a_lab_failed(monkeypatch, capsys):
 
 
 def test_labs_student(monkeypatch, tmp_path, capsys):
-    from faceattr_lab import notebooks
+    from faceattr_lab.course import release
 
     written = [tmp_path / "00_quickstart.ipynb"]
     seen = []
-    monkeypatch.setattr(notebooks, "build_student",
+    monkeypatch.setattr(release, "build_student",
                         lambda output=None: seen.append(output) or written)
     assert cli.main(["labs", "student", "--output", str(tmp_path)]) == 0
     assert seen == [str(tmp_path)] and str(written[0]) in capsys.readouterr().out
@@ -298,7 +298,7 @@ def test_bench_pipeline(monkeypatch):
 
 
 def test_value_error_from_a_command_is_one_line(monkeypatch, capsys):
-    from faceattr_lab import runner
+    from faceattr_lab.course import runner
 
     def bad(**kwargs):
         raise ValueError("PROFILE must be one of ('quick', 'full'), got 'fast'.")

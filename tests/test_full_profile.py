@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from faceattr_lab import config, runner
+from faceattr_lab import config
+from faceattr_lab.course import runner
 from faceattr_lab.datasets.synthetic import make_synthetic
 
 pytestmark = [pytest.mark.full, pytest.mark.slow]

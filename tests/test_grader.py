@@ -6,7 +6,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from faceattr_lab import grader, notebooks
+from faceattr_lab.course import grader, release
 
 IMPORTS = "from typing import Optional\n\nimport faceattr_lab as fl"
 PARAMETERS = ('PROFILE: str = "quick"  # quick or full\n'
@@ -52,7 +52,7 @@ def classroom(tmp_path, monkeypatch):
     nbformat.write(_notebook(IMPORTS, PARAMETERS, SETTINGS, SHARE, YEARS),
                    subs / "alice" / "99_tiny.ipynb")
     # bob hands in the student copy untouched: both stubs raise
-    nbformat.write(notebooks.student_version(nbformat.read(teacher, as_version=4)),
+    nbformat.write(release.student_version(nbformat.read(teacher, as_version=4)),
                    subs / "bob.ipynb")
     # carol solves the first; her second divides, and she edits its check to pass anyway
     wrong = YEARS.replace("return mae * max_age", "return mae / max_age").replace(

@@ -1,4 +1,4 @@
-"""The kit's own plumbing: folders, results, settings, install files, runner and notebooks."""
+"""The kit's own plumbing: folders, results, settings, install files, runner and release."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import nbformat
 import pytest
 
 import faceattr_lab as fl
-from faceattr_lab import config, notebooks, results, runner
+from faceattr_lab import config, results
+from faceattr_lab.course import release
+from faceattr_lab.course import runner
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -143,12 +145,12 @@ def test_readme_gives_the_two_commands_and_ci_runs_make_test():
 
 def test_strip_solutions_keeps_indentation():
     source = "def f(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\nprint(f)"
-    assert notebooks.strip_solutions(source) == (
+    assert release.strip_solutions(source) == (
         "def f(x):\n    # YOUR CODE HERE\n    raise NotImplementedError()\nprint(f)")
     with pytest.raises(ValueError, match="never closed"):
-        notebooks.strip_solutions("### BEGIN SOLUTION\nx = 1")
+        release.strip_solutions("### BEGIN SOLUTION\nx = 1")
     with pytest.raises(ValueError, match="without"):
-        notebooks.strip_solutions("x = 1\n### END SOLUTION")
+        release.strip_solutions("x = 1\n### END SOLUTION")
 
 
 PARAMS = ("EPOCHS: int = 1  # epochs to train\n"
@@ -177,16 +179,16 @@ def _lab(tmp_path, name="00_demo.ipynb", params=PARAMS):
 
 
 def test_lint_lab_accepts_a_conventional_lab_and_flags_breaks(tmp_path):
-    assert notebooks.lint_lab(_lab(tmp_path)) == []
-    bad = notebooks.lint_lab(_lab(tmp_path, "demo.ipynb", params="EPOCHS = 1"))
+    assert release.lint_lab(_lab(tmp_path)) == []
+    bad = release.lint_lab(_lab(tmp_path, "demo.ipynb", params="EPOCHS = 1"))
     assert any("NN_slug" in p for p in bad) and any("NAME: type" in p for p in bad)
-    unseen = notebooks.lint_lab(_lab(tmp_path, "01_demo.ipynb", params="N: int | None = 1  # n"))
+    unseen = release.lint_lab(_lab(tmp_path, "01_demo.ipynb", params="N: int | None = 1  # n"))
     assert any("papermill does not see" in p for p in unseen)
 
 
 def test_student_version_stubs_solutions(tmp_path):
     nb = nbformat.read(_lab(tmp_path), as_version=4)
-    student = notebooks.student_version(nb)
+    student = release.student_version(nb)
     assert "return 2 * x" not in student.cells[3].source
     assert "raise NotImplementedError()" in student.cells[3].source
     assert "return 2 * x" in nb.cells[3].source  # the teacher copy is untouched
@@ -308,17 +310,17 @@ def test_committed_labs_keep_the_conventions():
     labs = runner.list_labs(ROOT / "labs")
     assert labs, "no labs found"
     for path in labs:
-        assert notebooks.lint_lab(path) == [], path.name
+        assert release.lint_lab(path) == [], path.name
 
 
 def test_labs_have_exercises_with_self_checks_and_student_stubs():
     for path in runner.list_labs(ROOT / "labs"):
         nb = nbformat.read(path, as_version=4)
         code = [c.source for c in nb.cells if c.cell_type == "code"]
-        solutions = sum(src.count(notebooks.BEGIN) for src in code)
+        solutions = sum(src.count(release.BEGIN) for src in code)
         assert solutions >= (1 if path.name.startswith("00_") else 2), path.name
         assert sum("fl.checks." in src for src in code) >= solutions, path.name
-        student = notebooks.student_version(nb)
+        student = release.student_version(nb)
         student_code = "\n".join(c.source for c in student.cells if c.cell_type == "code")
-        assert notebooks.BEGIN not in student_code
+        assert release.BEGIN not in student_code
         assert student_code.count("raise NotImplementedError()") == solutions

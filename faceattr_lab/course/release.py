@@ -64,7 +64,8 @@ def build_student(output: str | Path | None = None, labs=None) -> list[Path]:
     """Write the student versions of the labs (all by default) to ``output``. Lab 00."""
     import nbformat
 
-    from faceattr_lab import config, runner
+    from faceattr_lab import config
+    from faceattr_lab.course import runner
 
     folder = Path(output) if output else config.output_dir("student")
     folder.mkdir(parents=True, exist_ok=True)

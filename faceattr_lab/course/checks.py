@@ -3,11 +3,20 @@
 A check calls the student's function on hand-made cases whose answers are written out here,
 independently of the kit's own code, and prints "pass" or one line per problem. In a lab
 (``strict=True``) an unsolved exercise raises :class:`CheckFailed`, so "Run all" stops there,
-except in a kernel that ``fl.grader.grade`` started; the grader passes ``strict=False`` and gets
-``True`` or ``False`` back.
+except in a kernel that the grader started (:func:`grading`); the grader passes ``strict=False``
+and gets ``True`` or ``False`` back.
 """
 
 from __future__ import annotations
+
+import os
+
+GRADING_ENV = "FACEATTR_LAB_GRADING"
+
+
+def grading() -> bool:
+    """True inside a kernel that the grader started (checks then never raise). Lab 00."""
+    return os.environ.get(GRADING_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 class CheckFailed(AssertionError):
@@ -15,8 +24,6 @@ class CheckFailed(AssertionError):
 
 
 def _verdict(name: str, problems: list[str], strict: bool) -> bool | None:
-    from faceattr_lab.grader import grading
-
     if problems:
         text = f"{name}: not yet. " + " ".join(problems)
         if strict and not grading():  # the grader runs every cell and records every check
@@ -699,7 +706,7 @@ def rank_inconsistent(fn, strict: bool = True) -> bool | None:
     return _verdict("rank_inconsistent", problems, strict)
 
 
-__all__ = ["CheckFailed", "majority_share",
+__all__ = ["GRADING_ENV", "grading", "CheckFailed", "majority_share",
            "balanced_accuracy_from_confusion", "grouped_imbalance", "to_fairface_group",
            "conv_params", "block_features", "feature_side",
            "mae_to_years", "one_factor_configs", "mean_std",

@@ -8,7 +8,7 @@ profile, and scores it by the lab's self-checks (``fl.checks``):
   submission, so deleting or editing a check cell does not change the grade.
 * The kernel runs in grading mode (``FACEATTR_LAB_GRADING=1``): a failed check prints what is off
   instead of stopping the notebook, and a cell that raises does not stop the cells after it.
-  It is started by ``fl.runner.execute``, as a lab run's is: quiet, whatever the shell sets.
+  It is started by ``fl.course.runner.execute``, as a lab run's is: quiet, whatever the shell sets.
 * A grading cell appended to the submission calls every teacher check on the student's object
   (e.g. ``fl.checks.mae_to_years(mae_to_years)``) and records each verdict and its message in
   the run's ``results.json``. An object that is missing or raises fails its check, with the
@@ -24,17 +24,12 @@ from __future__ import annotations
 import ast
 import contextlib
 import io
-import os
 from pathlib import Path
 
-GRADING_ENV = "FACEATTR_LAB_GRADING"
+from faceattr_lab.course.checks import GRADING_ENV, grading
+
 CHECK_PREFIX = "check:"
 GRADES_FILE = "grades.csv"
-
-
-def grading() -> bool:
-    """True inside a kernel that :func:`grade` started (checks then never raise). Lab 00."""
-    return os.environ.get(GRADING_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 def lab_checks(lab) -> list[tuple[str, str]]:
@@ -44,7 +39,7 @@ def lab_checks(lab) -> list[tuple[str, str]]:
     """
     import nbformat
 
-    from faceattr_lab import runner
+    from faceattr_lab.course import runner
 
     nb = nbformat.read(runner.find_lab(lab), as_version=4)
     calls = []
@@ -69,7 +64,8 @@ def record_checks(calls, namespace: dict, results_dir=None) -> dict:
     recorded as ``"check:<name>"`` -> ``{"passed": bool, "message": str}``; returns them. When
     the notebook never reached its settings cell, the verdicts go to ``results_dir``.
     """
-    from faceattr_lab import checks, results
+    from faceattr_lab import results
+    from faceattr_lab.course import checks
 
     if not results.started() and results_dir is not None:
         results.start(results_dir)
@@ -95,7 +91,7 @@ def find_submissions(folder, lab) -> dict[str, Path]:
     ``folder/alice/02_custom_cnn_ablations.ipynb`` (the lab's own file name in a folder per
     student) is ``"alice"``; ``folder/bob.ipynb`` is ``"bob"``. Jupyter checkpoints are skipped.
     """
-    from faceattr_lab import runner
+    from faceattr_lab.course import runner
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -129,7 +125,8 @@ def grade(lab, submissions, output=None, parameters: dict | None = None,
     import nbformat
     import pandas as pd
 
-    from faceattr_lab import config, runner
+    from faceattr_lab import config
+    from faceattr_lab.course import runner
 
     teacher = runner.find_lab(lab)
     calls = lab_checks(teacher)
@@ -176,9 +173,9 @@ def grade(lab, submissions, output=None, parameters: dict | None = None,
 
 
 def _grading_cell(calls, results_dir: Path) -> str:
-    return ("# Added by faceattr_lab.grader: every self-check of the teacher's lab, on your code.\n"
-            "import faceattr_lab.grader\n\n"
-            f"faceattr_lab.grader.record_checks({calls!r}, globals(), {str(results_dir)!r})")
+    return ("# Added by faceattr_lab.course.grader: every self-check of the teacher's lab, on your code.\n"
+            "import faceattr_lab.course.grader\n\n"
+            f"faceattr_lab.course.grader.record_checks({calls!r}, globals(), {str(results_dir)!r})")
 
 
 def _row(student, names, results, status, seconds, errors, notebook) -> dict:

@@ -103,7 +103,7 @@ def execute(source: str | Path, executed: str | Path, parameters: dict | None = 
 
     The kernel gets :func:`kernel_environment` (``env`` added) and writes what its C code
     prints (TensorFlow's start-up lines) to ``kernel.log`` beside ``executed``, not into the
-    notebook. The shared core of :func:`run_lab` and ``fl.grader.grade``.
+    notebook. The shared core of :func:`run_lab` and ``fl.course.grader.grade``.
     """
     import papermill
 
