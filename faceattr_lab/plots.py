@@ -526,7 +526,8 @@ def age_error(predictions, output: str = "age", bin_width: int = 10, title: str 
 
     ``predictions`` is a ``predict`` table with years (regression, or ordinal with
     ``<o>_true_years``), or a dict ``{run name: table}`` to compare runs (e.g. MSE regression
-    vs CORAL). Bins are left-closed: age 20 falls in 20-29.
+    vs CORAL). Bins are left-closed: age 20 falls in 20-29; the first and last bins are named
+    by the youngest and oldest true ages they hold (20-25 when no one is older than 25).
     """
     runs = dict(predictions) if isinstance(predictions, Mapping) else {"": predictions}
     if not runs:
@@ -536,7 +537,11 @@ def age_error(predictions, output: str = "age", bin_width: int = 10, title: str 
     lo = math.floor(all_true.min() / bin_width) * bin_width
     hi = (math.floor(all_true.max() / bin_width) + 1) * bin_width
     edges = np.arange(lo, hi + 1, bin_width)
-    labels = [f"{int(a)}-{int(b) - 1}" for a, b in zip(edges[:-1], edges[1:])]
+    # the outer bins are named by the ages they can hold: 90-90 is "90", not "90-99"
+    youngest, oldest = math.floor(all_true.min()), math.floor(all_true.max())
+    spans = [(max(int(a), youngest), min(int(b) - 1, oldest))
+             for a, b in zip(edges[:-1], edges[1:])]
+    labels = [f"{a}-{b}" if a < b else f"{a}" for a, b in spans]
     fig, ax = _figure(figsize=(max(6.0, 0.6 * len(labels) + 2), 4))
     sizes = []
     for i, (name, (true, abs_error)) in enumerate(errors.items()):

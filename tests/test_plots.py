@@ -159,12 +159,16 @@ def test_age_error_bins_are_left_closed(tmp_path):
     fig = plots.age_error(predictions)
     ax = fig.axes[0]
     ticks = [t.get_text() for t in ax.get_xticklabels()]
-    assert ticks == ["20-29\nn=3", "30-39\nn=1", "40-49\nn=1"]  # age 30 is in 30-39
+    # age 30 is in 30-39; the last bin holds no one older than 45, and says so
+    assert ticks == ["20-29\nn=3", "30-39\nn=1", "40-45\nn=1"]
     means = ax.lines[0].get_ydata()
     assert list(means) == pytest.approx([2.0, 10.0, 1.0])  # (2 + 0 + 4) / 3, 10, 1
     _check_labelled_and_saves(fig, tmp_path, "age")
     fig = plots.age_error({"mse": predictions, "coral": predictions.assign(age_pred=30.0)})
     assert len(fig.axes[0].get_legend().get_texts()) == 2
+    one_age = pd.DataFrame({"age_true": [23.0, 90.0], "age_pred": [25.0, 60.0]})
+    ticks = [t.get_text() for t in plots.age_error(one_age).axes[0].get_xticklabels()]
+    assert ticks[0].startswith("23-29\n") and ticks[-1] == "90\nn=1"  # not "90-99"
     with pytest.raises(ValueError, match="classification"):
         plots.age_error(predictions.assign(age_true_name="20-29"))
 
