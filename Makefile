@@ -52,10 +52,14 @@ bench: $(STAMP)
 	$(VENV)/bin/faceattr-lab bench models
 	$(VENV)/bin/faceattr-lab bench resume
 	$(VENV)/bin/faceattr-lab bench transfer
+	$(VENV)/bin/faceattr-lab bench grading
 
-## student: build the student versions of the labs (solutions removed) into outputs/student
+## student: build the student versions of the labs (solutions removed) into outputs/student,
+## once every self-check passes on the teacher's solution; KIT_URL=... (e.g.
+## git+https://github.com/my-course/faceattr-lab@v1.0) is where the copies' Colab cell installs the kit
+KIT_URL ?=
 student: $(STAMP)
-	$(VENV)/bin/faceattr-lab labs student
+	$(VENV)/bin/faceattr-lab labs student $(if $(KIT_URL),--kit-url '$(KIT_URL)')
 
 clean:
 	rm -rf outputs .pytest_cache

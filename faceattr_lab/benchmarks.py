@@ -428,6 +428,55 @@ def print_transfer_benchmark(n: int = 3000, seeds=(42, 7, 8)) -> pd.DataFrame:
     return table
 
 
-__all__ = ["pipeline_throughput", "print_pipeline_benchmark", "machine", "model_epoch_times",
+def grading_speed(lab: str = "00", n: int = 16, jobs: int = 2, folder=None) -> pd.DataFrame:
+    """Seconds per graded submission, one at a time and ``jobs`` at once. Lab 00.
+
+    The teacher copy of ``lab`` is copied ``n`` times as submissions and graded by
+    ``fl.course.grader.grade`` twice (``jobs=1``, then ``jobs``), each from scratch.
+    One row per run: jobs, submissions, seconds, seconds per submission, all scored 1.
+    """
+    import shutil
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from faceattr_lab.course import grader, runner
+
+    teacher = runner.find_lab(lab)
+    root = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="faceattr-bench-grading-"))
+    subs = root / "submissions"
+    subs.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        shutil.copy2(teacher, subs / f"student{i:02d}.ipynb")
+    rows = []
+    for workers in dict.fromkeys((1, jobs)):
+        start = time.perf_counter()
+        table = grader.grade(teacher, subs, output=root / f"jobs{workers}", echo=False,
+                             jobs=workers, force=True)
+        seconds = time.perf_counter() - start
+        rows.append({"jobs": workers, "submissions": n, "seconds": round(seconds, 1),
+                     "seconds per submission": round(seconds / n, 2),
+                     "all scored 1": bool((table["score"] == 1.0).all())})
+    if folder is None:
+        shutil.rmtree(root, ignore_errors=True)
+    return pd.DataFrame(rows)
+
+
+def print_grading_benchmark(lab: str = "00", n: int = 16, jobs: int = 2) -> pd.DataFrame:
+    """Run :func:`grading_speed` and print the table, the speed-up and the machine. Lab 00.
+
+    ``faceattr-lab bench grading`` calls this. Returns the table.
+    """
+    table = grading_speed(lab=lab, n=n, jobs=jobs)
+    print(table.to_string(index=False))
+    if len(table) == 2:
+        print(f"speed-up of --jobs {jobs} over --jobs 1: "
+              f"{table['seconds'].iloc[0] / table['seconds'].iloc[1]:.2f}x")
+    info = machine()
+    print(", ".join(f"{k}: {v}" for k, v in info.items()))
+    return table
+
+
+__all__ = ["grading_speed", "print_grading_benchmark", "pipeline_throughput", "print_pipeline_benchmark", "machine", "model_epoch_times",
            "first_step_seconds", "print_model_benchmark", "resume_overhead",
            "print_resume_benchmark", "transfer_gain", "print_transfer_benchmark"]

@@ -7,8 +7,11 @@
     faceattr-lab data verify NAME --root DIR
     faceattr-lab data synth --layout L [--n N] [--seed S] [--image-size P] [--out DIR]
     faceattr-lab labs run [LAB ...] [-p NAME VALUE ...] [--output DIR]
-    faceattr-lab labs student [--output DIR]
-    faceattr-lab labs grade LAB SUBMISSIONS [-p NAME VALUE ...] [--output DIR]
+    faceattr-lab labs student [--output DIR] [--kit-url URL]
+    faceattr-lab labs report GRADES_DIR
+    faceattr-lab labs grade LAB SUBMISSIONS [-p NAME VALUE ...] [--output DIR] [--jobs N]
+        [--timeout S] [--memory-mb M] [--force] [--scheduler ADDRESS]
+    faceattr-lab bench grading [--lab LAB] [--n N] [--jobs N]
     faceattr-lab bench pipeline [--n N]
     faceattr-lab bench models [--n N] [--image-size PX]
     faceattr-lab bench resume [--n N] [--epochs E] [--repeats R]
@@ -125,17 +128,57 @@ def _cmd_labs_run(args) -> int:
 def _cmd_labs_student(args) -> int:
     from faceattr_lab.course import release
 
-    written = release.build_student(output=args.output)
+    extra = {"kit_url": args.kit_url} if getattr(args, "kit_url", None) else {}
+    try:
+        written = release.build_student(output=args.output, **extra)
+    except release.ReleaseFailed as failed:
+        print(f"faceattr-lab: {failed}", file=sys.stderr)
+        return 1
     for path in written or ():
         print(path)
     return 0
+
+
+def _cmd_labs_report(args) -> int:
+    from faceattr_lab.course import cohort
+
+    written = cohort.report(args.grades_dir)
+    for name, path in written.items():
+        if name != "feedback":
+            print(path)
+    feedback = sorted(written["feedback"].values())
+    print(f"feedback for {len(feedback)} students in {feedback[0].parent if feedback else '-'}:")
+    for path in feedback:
+        print(f"  {path.name}")
+    return 0
+
+
+def _positive_float(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: pass a number of seconds above 0, e.g. 600")
+    return value
 
 
 def _cmd_labs_grade(args) -> int:
     from faceattr_lab.course import grader
 
     parameters = {name: _parse_value(value) for name, value in args.parameter or ()}
-    grader.grade(args.lab, args.submissions, output=args.output, parameters=parameters)
+    grader.grade(args.lab, args.submissions, output=args.output, parameters=parameters,
+                 jobs=args.jobs, timeout=args.timeout, memory_mb=args.memory_mb, force=args.force,
+                 scheduler=args.scheduler)
+    return 0
+
+
+def _cmd_bench_grading(args) -> int:
+    from faceattr_lab import benchmarks
+
+    benchmarks.print_grading_benchmark(lab=args.lab, n=args.n, jobs=args.jobs)
     return 0
 
 
@@ -259,7 +302,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_labs_run)
     p = lab_cmds.add_parser("student", help="write student copies (solutions removed)")
     p.add_argument("--output", help="folder to write them to (default: outputs/student)")
+    p.add_argument("--kit-url", metavar="URL",
+                   help="where students' Colab installs the kit: git+https://.../faceattr-lab@TAG, "
+                        "a wheel's https URL, or faceattr-lab==VERSION (default: the labs' own)")
     p.set_defaults(func=_cmd_labs_student)
+    p = lab_cmds.add_parser("report", help="pass rates, score histogram, common errors and "
+                                           "feedback files of a graded lab")
+    p.add_argument("grades_dir", metavar="GRADES_DIR",
+                   help="the folder holding grades.csv (e.g. outputs/grades/02_custom_cnn...)")
+    p.set_defaults(func=_cmd_labs_report)
     p = lab_cmds.add_parser("grade", help="run students' submissions and score their self-checks")
     p.add_argument("lab", metavar="LAB", help="the teacher lab, e.g. 02")
     p.add_argument("submissions", metavar="SUBMISSIONS",
@@ -267,6 +318,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="override a parameter in every submission (repeatable)")
     p.add_argument("--output", help="folder for runs and grades.csv (default: outputs/grades/LAB)")
+    p.add_argument("--jobs", type=_positive_int, default=1,
+                   help="submissions graded at once, each in its own process (default 1)")
+    p.add_argument("--timeout", type=_positive_float, default=1800,
+                   help="wall-clock seconds a submission may run (default 1800)")
+    p.add_argument("--memory-mb", type=_positive_int, default=None,
+                   help="resident memory cap of a submission's kernel, in MB (default: none)")
+    p.add_argument("--force", action="store_true",
+                   help="grade again the students already in grades.csv (default: skip them)")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="grade on a Dask cluster, e.g. tcp://10.0.0.5:8786 (needs the "
+                        "[cluster] extra)")
     p.set_defaults(func=_cmd_labs_grade)
 
     bench = groups.add_parser("bench", help="benchmarks")
@@ -290,6 +352,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=_positive_int, default=3000, help="synthetic faces per seed (3000)")
     p.add_argument("--seeds", type=int, nargs="+", default=[42, 7, 8], help="data seeds (42 7 8)")
     p.set_defaults(func=_cmd_bench_transfer)
+    p = bench_cmds.add_parser("grading", help="seconds per graded submission and the speed-up "
+                                              "of --jobs over one at a time")
+    p.add_argument("--lab", default="00", help="the teacher lab copied as submissions (default 00)")
+    p.add_argument("--n", type=_positive_int, default=16, help="submissions (default 16)")
+    p.add_argument("--jobs", type=_positive_int, default=2, help="parallel jobs compared with 1")
+    p.set_defaults(func=_cmd_bench_grading)
 
     p = groups.add_parser("weights", help="pretrain (once) the SmallVGG backbone the quick "
                                           "profile uses, and print where it is")

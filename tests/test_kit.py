@@ -57,6 +57,23 @@ def test_settings_profiles_and_overrides(tmp_path):
         config.settings("99_test", "full", weights=str(tmp_path / "gone.weights.h5"))
 
 
+def test_grading_profile_is_the_quick_one_with_one_epoch_per_training(tmp_path):
+    lab = {"quick": {"epochs": 8, "cv_epochs": 8, "head_epochs": 5, "fine_tune_epochs": 0,
+                     "n_faces": 1200, "patience": 10},
+           "full": {"epochs": 50}}
+    quick = config.settings("99_test", "quick", lab_defaults=lab)
+    graded = config.settings("99_test", "grading", lab_defaults=lab)
+    assert graded.profile == "quick"  # a lab's `run.profile == "quick"` branches run as quick
+    assert (graded.dataset, graded.image_size, graded.n_images) == (
+        quick.dataset, quick.image_size, quick.n_images)
+    assert graded.epochs == 1 and graded["cv_epochs"] == 1 and graded["head_epochs"] == 1
+    # zero stays zero (a phase switched off), and what is not an epoch count is untouched
+    assert graded["fine_tune_epochs"] == 0 and graded["n_faces"] == 1200
+    assert graded["patience"] == 10
+    # an explicit value still wins
+    assert config.settings("99_test", "grading", epochs=3, lab_defaults=lab).epochs == 3
+
+
 def test_settings_quiets_only_the_retracing_warning(tmp_path):
     import logging
 

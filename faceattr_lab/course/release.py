@@ -3,6 +3,10 @@
 The teacher lab is the one source. Exercise solutions sit between ``### BEGIN SOLUTION`` and
 ``### END SOLUTION``; the student copy replaces them with a stub that raises
 ``NotImplementedError``, keeping the indentation, so nothing is kept by hand twice.
+
+:func:`build_student` releases the copies only when they are proven: every self-check passes
+on the teacher's solution, no solution line reaches a student copy, outputs are cleared, and
+the Colab install cell points at the course's own copy of the kit (``kit_url``).
 """
 
 from __future__ import annotations
@@ -60,21 +64,180 @@ def student_version(nb):
     return nb
 
 
-def build_student(output: str | Path | None = None, labs=None) -> list[Path]:
-    """Write the student versions of the labs (all by default) to ``output``. Lab 00."""
+class ReleaseFailed(Exception):
+    """The student copies were not written: what is wrong, one line per problem. Lab 00."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("the student versions were not written:\n"
+                         + "\n".join(f"- {p}" for p in self.problems))
+
+
+# the Colab install cell's line that names where pip gets the kit (every lab has one)
+_KIT_URL_LINE = re.compile(r"^(?P<head>\s*KIT_URL\s*=\s*)(?P<q>[\"'])(?P<url>[^\"']*)(?P=q)",
+                           re.MULTILINE)
+_PIP_LINE = re.compile(r"^(?P<head>\s*%pip install\b.*?)[\"']faceattr-lab @ \{KIT_URL\}[\"']",
+                       re.MULTILINE)
+_GIT_URL = re.compile(r"^git\+https://[A-Za-z0-9.-]+(:\d+)?/[^\s\"'{}]+$")
+_WHEEL_URL = re.compile(r"^https://[A-Za-z0-9.-]+(:\d+)?/[^\s\"'{}]+\.whl$")
+KIT_URL_HELP = ("pass the kit's install source as git+https://HOST/OWNER/REPO[@TAG] (e.g. "
+                "git+https://github.com/my-course/faceattr-lab@v1.0), a wheel URL "
+                "https://.../faceattr_lab-VERSION-py3-none-any.whl, or a PyPI requirement such "
+                "as faceattr-lab==0.1.0")
+
+
+def kit_requirement(kit_url: str) -> str:
+    """The pip requirement that installs the kit from ``kit_url``; ValueError if unusable. Lab 00.
+
+    ``kit_url`` is a ``git+https://`` URL (a fork or a tag), an ``https://...whl`` URL, or a
+    PyPI requirement on ``faceattr-lab`` (``faceattr-lab==0.1.0``).
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    url = str(kit_url).strip() if kit_url is not None else ""
+    if _GIT_URL.match(url) or _WHEEL_URL.match(url):
+        return f"faceattr-lab @ {url}"
+    try:
+        requirement = Requirement(url)
+    except InvalidRequirement:
+        requirement = None
+    if (requirement is not None and requirement.url is None and not requirement.marker
+            and canonicalize_name(requirement.name) == "faceattr-lab"
+            and not re.search(r"[\"'{}\s]", url)):
+        return url
+    raise ValueError(f"kit_url={kit_url!r} is not an install source; {KIT_URL_HELP}.")
+
+
+def set_kit_url(nb, kit_url: str, name: str = "the lab"):
+    """Point a notebook's Colab install cell (``KIT_URL = ...``) at ``kit_url``, in place. Lab 00.
+
+    A PyPI requirement is installed as it is, so the ``%pip install`` line then names it
+    alone. ValueError when the notebook has no ``KIT_URL = "..."`` line.
+    """
+    requirement = kit_requirement(kit_url)
+    url = str(kit_url).strip()
+    found = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code" or "KIT_URL" not in cell.source:
+            continue
+        source, count = _KIT_URL_LINE.subn(
+            lambda m: f"{m['head']}{m['q']}{url}{m['q']}", cell.source)
+        if count and requirement == url:  # a PyPI requirement, not a URL
+            source = _PIP_LINE.sub(lambda m: f'{m["head"]}"{{KIT_URL}}"', source)
+        cell.source, found = source, found + count
+    if not found:
+        raise ValueError(f"{name} has no Colab install cell with a KIT_URL = \"...\" line; add "
+                         "the install cell that every lab starts with (see labs/00_quickstart).")
+    return nb
+
+
+def solution_lines(nb, name: str = "the lab") -> list[str]:
+    """The non-blank lines between the solution markers of a teacher notebook. Lab 00.
+
+    ValueError (naming the lab and cell) for a marker that is misspelt, unmatched or never
+    closed: the student copy would then keep the solution.
+    """
+    lines = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        inside = False
+        for number, line in enumerate(cell.source.splitlines(), start=1):
+            stripped = line.strip()
+            where = f"{name}, cell {index}, line {number}"
+            if stripped in (BEGIN, END):
+                if (stripped == BEGIN) == inside:
+                    raise ValueError(f"{where}: {stripped} "
+                                     + ("inside another solution; close the first with "
+                                        f"{END}." if inside else f"without {BEGIN}; add it."))
+                inside = stripped == BEGIN
+            elif re.match(r"^#+\s*(BEGIN|END)\s*SOLUTION", stripped, re.IGNORECASE):
+                raise ValueError(f"{where}: {stripped!r} is not a solution marker; write "
+                                 f"{BEGIN!r} or {END!r} exactly.")
+            elif inside and stripped:
+                lines.append(stripped)
+        if inside:
+            raise ValueError(f"{name}, cell {index}: a solution opened with {BEGIN} is never "
+                             f"closed, so it would reach the students; add {END}.")
+    return lines
+
+
+def leaks(teacher, student) -> list[str]:
+    """What of ``teacher``'s solutions and outputs a student copy still holds. Lab 00.
+
+    Each entry names the cell: a solution line (stripped) found in it, an output or an
+    execution count. Empty when the copy is safe to hand out.
+    """
+    solutions = set(solution_lines(teacher))
+    found = []
+    for index, cell in enumerate(student.cells):
+        for line in cell.source.splitlines():
+            if line.strip() in solutions:
+                found.append(f"cell {index} keeps the solution line {line.strip()!r}")
+        if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count")):
+            found.append(f"cell {index} keeps its outputs or execution count")
+    return found
+
+
+def prove_checks(lab, timeout: float = 120.0) -> list[str]:
+    """Every self-check of a teacher lab run on the teacher's own solution: what fails. Lab 00.
+
+    Each problem reads ``"<lab>: check <name> fails on the teacher's solution: <message>"``;
+    empty when all pass (or the lab calls no check). Uses
+    ``fl.course.verdicts.decide(lab, lab)``.
+    """
+    from faceattr_lab.course import grader, runner, verdicts
+
+    path = runner.find_lab(lab)
+    if not grader.lab_checks(path):
+        return []
+    decided = verdicts.decide(path, path, timeout=timeout)
+    return [f"{path.stem}: check {name} fails on the teacher's solution: "
+            f"{(verdict or {}).get('message') or 'no message'}"
+            for name, verdict in decided.items() if not (verdict or {}).get("passed")]
+
+
+def build_student(output: str | Path | None = None, labs=None, kit_url: str | None = None,
+                  timeout: float = 120.0) -> list[Path]:
+    """Write the proven student versions of the labs (all by default) to ``output``. Lab 00.
+
+    Before writing anything, every lab's self-checks must pass on the teacher's solution
+    (:func:`prove_checks`), and every student copy must hold no solution line and no output
+    (:func:`leaks`). ``kit_url`` (see :func:`kit_requirement`) replaces the Colab install
+    cell's ``KIT_URL``, so students install the course's own copy of the kit. Raises
+    :class:`ReleaseFailed` naming each lab, check and message that stops the release.
+    """
     import nbformat
 
     from faceattr_lab import config
     from faceattr_lab.course import runner
 
+    if kit_url is not None:
+        kit_requirement(kit_url)  # a bad URL fails before any check runs
+    paths = [runner.find_lab(name) for name in labs] if labs else runner.list_labs()
+    problems, copies = [], []
+    for path in paths:
+        teacher = nbformat.read(path, as_version=4)
+        try:
+            solution_lines(teacher, path.name)
+            student = student_version(teacher)
+            if kit_url is not None:
+                set_kit_url(student, kit_url, path.name)
+        except ValueError as exc:
+            problems.append(str(exc))
+            continue
+        problems += [f"{path.name}: {leak}" for leak in leaks(teacher, student)]
+        problems += prove_checks(path, timeout=timeout)
+        copies.append((path.name, student))
+    if problems:
+        raise ReleaseFailed(problems)
     folder = Path(output) if output else config.output_dir("student")
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for path in [runner.find_lab(name) for name in labs] if labs else runner.list_labs():
-        nb = nbformat.read(path, as_version=4)
-        target = folder / path.name
-        nbformat.write(student_version(nb), target)
-        written.append(target)
+    for name, student in copies:
+        nbformat.write(student, folder / name)
+        written.append(folder / name)
     return written
 
 
@@ -151,5 +314,6 @@ def lint_lab(path: str | Path) -> list[str]:
     return problems
 
 
-__all__ = ["BEGIN", "END", "strip_solutions", "clean", "student_version", "build_student",
-           "lint_lab"]
+__all__ = ["BEGIN", "END", "ReleaseFailed", "strip_solutions", "clean", "student_version",
+           "kit_requirement", "set_kit_url", "solution_lines", "leaks", "prove_checks",
+           "build_student", "lint_lab"]

@@ -98,9 +98,10 @@ def _kernel_manager_class(env: dict, log):
 
 def execute(source: str | Path, executed: str | Path, parameters: dict | None = None, *,
             env: dict | None = None, timeout: int | None = 1800,
-            allow_errors: bool = False) -> str | None:
+            allow_errors: bool = False, kernel_arguments=()) -> str | None:
     """Run a notebook with papermill in a quiet kernel; None when it ran, else the error. Lab 00.
 
+    ``kernel_arguments`` are added to the kernel's command line (the grader's start-up guard).
     The kernel gets :func:`kernel_environment` (``env`` added) and writes what its C code
     prints (TensorFlow's start-up lines) to ``kernel.log`` beside ``executed``, not into the
     notebook. The shared core of :func:`run_lab` and ``fl.course.grader.grade``.
@@ -116,7 +117,7 @@ def execute(source: str | Path, executed: str | Path, parameters: dict | None = 
                 str(source), str(executed), parameters=dict(parameters or {}),
                 cwd=str(Path(source).parent), kernel_name="python3", progress_bar=False,
                 log_output=False, execution_timeout=timeout, allow_errors=allow_errors,
-                extra_arguments=list(KERNEL_ARGUMENTS),
+                extra_arguments=[*KERNEL_ARGUMENTS, *kernel_arguments],
                 kernel_manager_class=_kernel_manager_class(kernel_environment(env), log),
             )
         except papermill.PapermillExecutionError as exc:
