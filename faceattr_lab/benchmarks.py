@@ -477,6 +477,7 @@ def print_grading_benchmark(lab: str = "00", n: int = 16, jobs: int = 2) -> pd.D
     return table
 
 
-__all__ = ["grading_speed", "print_grading_benchmark", "pipeline_throughput", "print_pipeline_benchmark", "machine", "model_epoch_times",
+__all__ = ["grading_speed", "print_grading_benchmark", "pipeline_throughput",
+           "print_pipeline_benchmark", "machine", "model_epoch_times",
            "first_step_seconds", "print_model_benchmark", "resume_overhead",
            "print_resume_benchmark", "transfer_gain", "print_transfer_benchmark"]

@@ -303,8 +303,9 @@ class Sandbox:
             [sys.executable, "-c", "import sys; from faceattr_lab.course.verdicts import _serve; "
              f"_serve({request_r}, {response_w}, sys.argv[1])", self.folder],
             pass_fds=(request_r, response_w), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=None if os.environ.get("FACEATTR_LAB_SANDBOX_DEBUG") else subprocess.DEVNULL, env=child_env,
-            cwd=self.folder, start_new_session=True)
+            stdout=subprocess.DEVNULL,
+            stderr=None if os.environ.get("FACEATTR_LAB_SANDBOX_DEBUG") else subprocess.DEVNULL,
+            env=child_env, cwd=self.folder, start_new_session=True)
         os.close(request_r)
         os.close(response_w)
         self._requests = Connection(request_w, readable=False)
@@ -440,4 +441,5 @@ def decide(teacher_lab, notebook, timeout: float = 120.0) -> dict[str, dict]:
 
 
 __all__ = ["SANDBOX_TIMEOUT", "GUARD_ROOTS_ENV", "extract_definitions", "install_guard",
-           "lab_checks", "safe_loads", "StudentError", "SandboxTimeout", "Sandbox", "Proxy", "decide"]
+           "lab_checks", "safe_loads", "StudentError", "SandboxTimeout", "Sandbox", "Proxy",
+           "decide"]
