@@ -111,6 +111,8 @@ def test_a_cohort_of_crafted_submissions_gets_the_right_rows(cohort):
     assert "refused" in table.loc["trespasser", "reason"]
     assert "timeout" in table.loc["looping", "reason"]
     assert "MB" in table.loc["hungry", "reason"]
+    # a raising run's reason names its first error as the errors column numbers it
+    assert table.loc["raising", "errors"].split("; ")[0] in table.loc["raising", "reason"]
     # the stored notebook of a chatty submission is capped, with a note
     chatty = nbformat.read(table.loc["chatty", "notebook"], as_version=4)
     text = "".join(o.get("text", "") for c in chatty.cells for o in c.get("outputs", []))

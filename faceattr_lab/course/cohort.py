@@ -224,8 +224,11 @@ def report(grades_dir: str | Path) -> dict:
                "score_histogram": folder / HISTOGRAM_FILE,
                "common_errors": folder / ERRORS_FILE, "feedback": {}}
     pass_rates(table, checks).to_csv(written["check_pass_rates"], index=False)
-    plots.save(score_histogram(table, checks, title=f"Scores of {len(table)} students, "
-                                                    f"{folder.name}"),
+    # the lab: the executed notebooks' file name (grades/<lab>/<student>/<lab>.ipynb), else
+    # the folder's name
+    notebooks = {Path(str(n)).stem for n in table.get("notebook", []) if str(n).endswith(".ipynb")}
+    lab = notebooks.pop() if len(notebooks) == 1 else folder.name
+    plots.save(score_histogram(table, checks, title=f"Scores of {len(table)} students, {lab}"),
                written["score_histogram"])
     common_errors(table).to_csv(written["common_errors"], index=False)
     (folder / FEEDBACK_DIR).mkdir(exist_ok=True)

@@ -129,8 +129,8 @@ def grade_one(teacher, student: str, submission, folder, parameters: dict | None
     if refused:
         status, reason = "invalid", f"tried to write outside its folder or start a process " \
                                     f"(refused): {refused[0][:200]}"
-    elif status == "ok" and errors:
-        status, reason = "errors", f"{len(errors)} cell(s) raised"
+    elif status in ("ok", "errors") and errors:  # one numbering: the executed notebook's
+        status, reason = "errors", f"{len(errors)} cell(s) raised, the first: {errors[0]}"[:300]
     try:
         checks = verdicts.decide(teacher, submission, timeout=check_timeout)
     except Exception as exc:  # noqa: BLE001 - e.g. the grading machine ran out of something
