@@ -20,7 +20,8 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "config", "datasets", "labels", "pipeline", "models", "losses", "train", "evaluate",
-    "plots", "widgets", "results", "experiments", "pretraining", "benchmarks", "cli", "course",
+    "plots", "widgets", "results", "experiments", "pretraining", "benchmarks", "faces", "cli",
+    "course",
 )
 # the course's self-checks, called by every lab as fl.checks.<name>, live in course/
 _ALIASES = {"checks": "course.checks"}

@@ -15,6 +15,7 @@
     faceattr-lab bench pipeline [--n N]
     faceattr-lab bench models [--n N] [--image-size PX]
     faceattr-lab bench resume [--n N] [--epochs E] [--repeats R]
+    faceattr-lab predict IMAGES... --model M [--out CSV] [--min-confidence C] [--schemes S ...]
 
 Heavy modules (TensorFlow, pandas, papermill) load inside the command that needs them, so
 ``faceattr-lab --help`` answers at once. A mistake in the arguments prints one line to stderr
@@ -107,6 +108,88 @@ def _cmd_data_synth(args) -> int:
     print(f"synthetic {args.layout}-layout set of {args.n} images ({args.image_size} px, "
           f"seed {args.seed}) at {written}")
     print(f"load it with fl.datasets.load_{args.layout}({str(written)!r})")
+    return 0
+
+
+# ---- predict ------------------------------------------------------------------------------
+
+def _image_files(paths) -> list[Path]:
+    """Files as given and, for folders, their images (recursively, by extension), in order."""
+    from faceattr_lab.faces import IMAGE_EXTENSIONS
+
+    files = []
+    for text in paths:
+        path = Path(text).expanduser()
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*")
+                            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{path} does not exist; pass image files or folders.")
+    return files
+
+
+def _cmd_predict(args) -> int:
+    """One CSV row per face found (``status`` ok), per image without a face (``no face``) and
+    per unreadable file (``unreadable: <reason>``)."""
+    import csv
+
+    import keras
+    from tqdm import tqdm
+
+    from faceattr_lab import faces as ff
+    from faceattr_lab import labels
+    from faceattr_lab import models  # noqa: F401  (registers the kit's layers for loading)
+
+    if not 0 <= args.min_confidence <= 1:
+        raise ValueError(f"--min-confidence {args.min_confidence}: pass a value in [0, 1].")
+    model_path = Path(args.model).expanduser()
+    if not model_path.is_file():
+        raise FileNotFoundError(f"--model {model_path} is not a file; pass a saved .keras model.")
+    files = _image_files(args.images)
+    if not files:
+        raise ValueError("no image files found; pass image files or folders holding "
+                         f"{', '.join(ff.IMAGE_EXTENSIONS)} files.")
+    model = keras.saving.load_model(model_path, compile=False)
+    schemes = ([labels.get(s) for s in args.schemes] if args.schemes
+               else ff.infer_schemes(model))
+    columns = ["image", "face", "status", "x", "y", "w", "h", "confidence"]
+    for s in schemes:
+        columns += [f"{s.output}_prob_{c}" for c in s.classes] + [f"{s.output}_pred"]
+    rows = []
+    for path in tqdm(files, desc="images", unit="image", disable=len(files) <= 20,
+                     file=sys.stderr):
+        try:
+            image = ff.load_image(path)
+        except (OSError, ValueError) as error:
+            rows.append({"image": str(path), "status": f"unreadable: {error}"})
+            continue
+        found = ff.predict_faces(model, [image], schemes, min_confidence=args.min_confidence)[0]
+        if not found:
+            rows.append({"image": str(path), "status": "no face"})
+        for index, face in enumerate(found):
+            row = {"image": str(path), "face": index, "status": "ok",
+                   "confidence": round(face["confidence"], 4)}
+            row.update(zip("xywh", face["box"]))
+            for s in schemes:
+                probs = face["probabilities"][s.output]
+                row.update({f"{s.output}_prob_{c}": round(float(p), 5)
+                            for c, p in zip(s.classes, probs)})
+                row[f"{s.output}_pred"] = s.classes[int(probs.argmax())]
+            rows.append(row)
+    out = Path(args.out).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    counts = {}
+    for row in rows:
+        key = row["status"].split(":")[0]
+        counts[key] = counts.get(key, 0) + 1
+    print(f"{len(files)} images: {counts.get('ok', 0)} faces, {counts.get('no face', 0)} without "
+          f"a face, {counts.get('unreadable', 0)} unreadable; {out}")
     return 0
 
 
@@ -364,6 +447,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="train again even if cached")
     p.add_argument("--verbose", action="store_true", help="one line per training epoch")
     p.set_defaults(func=_cmd_weights)
+
+    p = groups.add_parser("predict", help="detect faces in photos and predict each one's "
+                                          "gender / age / race with a saved kit model (CSV)")
+    p.add_argument("images", nargs="+", metavar="IMAGES",
+                   help="image files or folders (searched recursively)")
+    p.add_argument("--model", required=True, metavar="M", help="a saved kit model (.keras)")
+    p.add_argument("--out", default="predictions.csv",
+                   help="CSV to write, one row per face (default predictions.csv)")
+    p.add_argument("--min-confidence", type=float, default=0.9, metavar="C",
+                   help="MTCNN confidence a face needs (default 0.9)")
+    p.add_argument("--schemes", nargs="+", metavar="S",
+                   help="each head's label scheme (default: from its number of classes: "
+                        "2 gender, 9 age_fairface9, 5 race_utk5, 7 race_fairface7)")
+    p.set_defaults(func=_cmd_predict)
 
     p = groups.add_parser("info", help="versions, GPU, data and output folders")
     p.set_defaults(func=_cmd_info)
