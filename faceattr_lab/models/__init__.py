@@ -32,6 +32,8 @@ _EXPORTS = {
     "count_params": "heads",
     "ORDINAL_HEADS": "heads",
     "resnet34": "resnet",
+    "export": "serving",
+    "check_export": "serving",
     "RESNET34_BLOCKS": "resnet",
 }
 
