@@ -236,18 +236,6 @@ def _cmd_labs_report(args) -> int:
     return 0
 
 
-def _positive_float(text: str) -> float:
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: pass a number of seconds above 0, e.g. 600")
-    return value
-
-
 def _cmd_labs_grade(args) -> int:
     from faceattr_lab.course import grader
 
@@ -337,6 +325,16 @@ def _cmd_info(args) -> int:
 
 
 # ---- parser -------------------------------------------------------------------------------
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: pass a number of seconds above 0, e.g. 600")
+    return value
+
 
 def _positive_int(text: str) -> int:
     try:
