@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(VENV)/bin/faceattr-lab bench resume
 	$(VENV)/bin/faceattr-lab bench transfer
 	$(VENV)/bin/faceattr-lab bench grading
+	$(VENV)/bin/faceattr-lab bench predict
 
 ## student: build the student versions of the labs (solutions removed) into outputs/student,
 ## once every self-check passes on the teacher's solution; KIT_URL=... (e.g.

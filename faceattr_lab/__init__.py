@@ -5,6 +5,7 @@ Data flows one way through the modules::
 
     datasets -> labels -> pipeline -> models / losses -> train -> evaluate -> plots, results
 
+``explain`` (Grad-CAM, Lab 08) sits beside ``evaluate``: it runs models and feeds ``plots``.
 Beside them, ``faceattr_lab.course`` runs, grades and releases the labs and holds the
 exercises' self-checks (``fl.checks``).
 
@@ -20,7 +21,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "config", "datasets", "labels", "pipeline", "models", "losses", "train", "evaluate",
-    "plots", "widgets", "results", "experiments", "pretraining", "benchmarks", "faces", "cli",
+    "explain", "plots", "widgets", "results", "experiments", "pretraining", "benchmarks", "faces", "cli",
     "course",
 )
 # the course's self-checks, called by every lab as fl.checks.<name>, live in course/

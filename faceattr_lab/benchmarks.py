@@ -477,7 +477,78 @@ def print_grading_benchmark(lab: str = "00", n: int = 16, jobs: int = 2) -> pd.D
     return table
 
 
+def predict_speed(repeats: int = 5, backbone: str | None = "MobileNetV2") -> pd.DataFrame:
+    """Seconds per face of ``faceattr-lab predict``'s stages on the CPU, best of ``repeats``.
+    Lab 09.
+
+    Detection: MTCNN (``fl.faces.detect``) on scikit-image's astronaut photo (512 x 512, one
+    face), per photo; alignment: ``fl.faces.align`` of that face; the model: 64 copies of the
+    aligned face through ``predict_on_batch`` at batch 1 and at batch 64, for the kit's quick
+    model (the synthetic-pretrained SmallVGG at 32 px with three softmax heads, 9 + 5 + 2
+    classes) and, unless ``backbone`` is None, that backbone at 224 px with random weights
+    (an ImageNet-shaped network: the cost of a full-profile model, not its accuracy).
+    One row per stage and model.
+    """
+    import keras
+    from skimage import data
+
+    from faceattr_lab import faces, labels, pretraining
+    from faceattr_lab.models.backbones import backbone as make_backbone
+    from faceattr_lab.models.heads import add_heads, count_params
+
+    photo = data.astronaut()
+    found = faces.detect(photo)
+    if len(found) != 1:
+        raise RuntimeError(f"MTCNN found {len(found)} faces on the astronaut, expected 1.")
+    rows = [{"stage": "detection (MTCNN)", "model": "-", "input": "512x512 photo", "batch": 1,
+             "parameters": None,
+             "s / face": faces.seconds_per_face(lambda b: faces.detect(b[0]), [photo],
+                                                repeats=repeats)},
+            {"stage": "alignment (rotate, crop)", "model": "-", "input": "512x512 photo",
+             "batch": 1, "parameters": None,
+             "s / face": faces.seconds_per_face(lambda b: faces.align(b[0], found[0], 224),
+                                                [photo], repeats=repeats)}]
+    schemes = [labels.get(n) for n in ("gender", "age_fairface9", "race_utk5")]
+    specs = [("SmallVGG (quick, synthetic weights)", "SmallVGG", 32,
+              pretraining.synthetic_weights())]
+    if backbone is not None:
+        specs.append((f"{backbone} (random weights)", backbone, 224, None))
+    for name, net, size, weights in specs:
+        keras.utils.set_random_seed(0)
+        base = make_backbone(net, (size, size, 3), weights=weights)
+        images = keras.Input((size, size, 3))
+        model = keras.Model(images, add_heads(base(images), schemes))
+        crops = np.repeat(faces.align(photo, found[0], size)[None].astype("float32"), 64, 0)
+        for batch in (1, 64):
+            rows.append({"stage": "model", "model": name, "input": f"{size}x{size} crop",
+                         "batch": batch, "parameters": count_params(model)["total"],
+                         "s / face": faces.seconds_per_face(model.predict_on_batch, crops,
+                                                            batch, repeats)})
+    table = pd.DataFrame(rows)
+    table["faces / s"] = 1 / table["s / face"]
+    return table
+
+
+def print_predict_benchmark(repeats: int = 5, backbone: str | None = "MobileNetV2") -> pd.DataFrame:
+    """Run :func:`predict_speed` and print the table and the machine. Lab 09.
+
+    ``faceattr-lab bench predict`` calls this. Returns the table.
+    """
+    table = predict_speed(repeats=repeats, backbone=backbone)
+    info = machine()
+    print(f"Seconds per face on the CPU, best of {repeats}: detection per photo, the model per "
+          "face at batch 1 and 64")
+    print(f"Machine: {info['cpu']}, {info['cores']} cores, TensorFlow {info['tensorflow']}")
+    shown = table.assign(**{"s / face": table["s / face"].map(lambda v: f"{v:.5f}"),
+                            "faces / s": table["faces / s"].map(lambda v: f"{v:,.0f}"),
+                            "parameters": table["parameters"].map(
+                                lambda v: "-" if pd.isna(v) else f"{v / 1e6:.2f} M")})
+    print(shown.to_string(index=False))
+    return table
+
+
 __all__ = ["grading_speed", "print_grading_benchmark", "pipeline_throughput",
            "print_pipeline_benchmark", "machine", "model_epoch_times",
            "first_step_seconds", "print_model_benchmark", "resume_overhead",
-           "print_resume_benchmark", "transfer_gain", "print_transfer_benchmark"]
+           "print_resume_benchmark", "transfer_gain", "print_transfer_benchmark",
+           "predict_speed", "print_predict_benchmark"]

@@ -15,7 +15,9 @@
     faceattr-lab bench pipeline [--n N]
     faceattr-lab bench models [--n N] [--image-size PX]
     faceattr-lab bench resume [--n N] [--epochs E] [--repeats R]
-    faceattr-lab predict IMAGES... --model M [--out CSV] [--min-confidence C] [--schemes S ...]
+    faceattr-lab bench predict [--repeats R] [--backbone NAME | --no-backbone]
+    faceattr-lab predict IMAGES... --model M [--out CSV] [--min-confidence C] [--margin F]
+        [--schemes S ...]
 
 Heavy modules (TensorFlow, pandas, papermill) load inside the command that needs them, so
 ``faceattr-lab --help`` answers at once. A mistake in the arguments prints one line to stderr
@@ -113,29 +115,31 @@ def _cmd_data_synth(args) -> int:
 
 # ---- predict ------------------------------------------------------------------------------
 
-def _image_files(paths) -> list[Path]:
-    """Files as given and, for folders, their images (recursively, by extension), in order."""
+def _image_files(paths) -> tuple[list[Path], list[Path]]:
+    """(files, skipped): files as given and, for folders, their images (recursively, by
+    extension), in order; skipped: the folders' other files, which the summary names."""
     from faceattr_lab.faces import IMAGE_EXTENSIONS
 
-    files = []
+    files, skipped = [], []
     for text in paths:
         path = Path(text).expanduser()
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*")
-                            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            for p in sorted(p for p in path.rglob("*") if p.is_file()):
+                (files if p.suffix.lower() in IMAGE_EXTENSIONS else skipped).append(p)
         elif path.exists():
             files.append(path)
         else:
             raise FileNotFoundError(f"{path} does not exist; pass image files or folders.")
-    return files
+    return files, skipped
 
 
 def _cmd_predict(args) -> int:
     """One CSV row per face found (``status`` ok), per image without a face (``no face``) and
-    per unreadable file (``unreadable: <reason>``)."""
+    per unreadable file (``unreadable: <reason>``). Lab 09."""
     import csv
 
     import keras
+    from PIL import Image
     from tqdm import tqdm
 
     from faceattr_lab import faces as ff
@@ -144,40 +148,31 @@ def _cmd_predict(args) -> int:
 
     if not 0 <= args.min_confidence <= 1:
         raise ValueError(f"--min-confidence {args.min_confidence}: pass a value in [0, 1].")
+    if not 0 <= args.margin <= 2:
+        raise ValueError(f"--margin {args.margin}: pass a fraction of the face box in [0, 2], "
+                         f"e.g. 0.25 (FairFace's crops).")
     model_path = Path(args.model).expanduser()
     if not model_path.is_file():
         raise FileNotFoundError(f"--model {model_path} is not a file; pass a saved .keras model.")
-    files = _image_files(args.images)
+    files, skipped = _image_files(args.images)
     if not files:
         raise ValueError("no image files found; pass image files or folders holding "
                          f"{', '.join(ff.IMAGE_EXTENSIONS)} files.")
     model = keras.saving.load_model(model_path, compile=False)
     schemes = ([labels.get(s) for s in args.schemes] if args.schemes
                else ff.infer_schemes(model))
-    columns = ["image", "face", "status", "x", "y", "w", "h", "confidence"]
-    for s in schemes:
-        columns += [f"{s.output}_prob_{c}" for c in s.classes] + [f"{s.output}_pred"]
+    columns = ff.table_columns(schemes)
     rows = []
     for path in tqdm(files, desc="images", unit="image", disable=len(files) <= 20,
                      file=sys.stderr):
         try:
             image = ff.load_image(path)
-        except (OSError, ValueError) as error:
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
             rows.append({"image": str(path), "status": f"unreadable: {error}"})
             continue
-        found = ff.predict_faces(model, [image], schemes, min_confidence=args.min_confidence)[0]
-        if not found:
-            rows.append({"image": str(path), "status": "no face"})
-        for index, face in enumerate(found):
-            row = {"image": str(path), "face": index, "status": "ok",
-                   "confidence": round(face["confidence"], 4)}
-            row.update(zip("xywh", face["box"]))
-            for s in schemes:
-                probs = face["probabilities"][s.output]
-                row.update({f"{s.output}_prob_{c}": round(float(p), 5)
-                            for c, p in zip(s.classes, probs)})
-                row[f"{s.output}_pred"] = s.classes[int(probs.argmax())]
-            rows.append(row)
+        found = ff.predict_faces(model, [image], schemes, min_confidence=args.min_confidence,
+                                 margin=args.margin)[0]
+        rows += ff.table_rows(str(path), found, schemes)
     out = Path(args.out).expanduser()
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="", encoding="utf-8") as handle:
@@ -190,6 +185,10 @@ def _cmd_predict(args) -> int:
         counts[key] = counts.get(key, 0) + 1
     print(f"{len(files)} images: {counts.get('ok', 0)} faces, {counts.get('no face', 0)} without "
           f"a face, {counts.get('unreadable', 0)} unreadable; {out}")
+    if skipped:  # named, not dropped silently: a photo saved as .heic would land here
+        names = ", ".join(p.name for p in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        print(f"{len(skipped)} other file(s) in the folders skipped, not images by their "
+              f"extension ({', '.join(ff.IMAGE_EXTENSIONS)}): {names}")
     return 0
 
 
@@ -278,6 +277,14 @@ def _cmd_bench_transfer(args) -> int:
     from faceattr_lab import benchmarks
 
     benchmarks.print_transfer_benchmark(n=args.n, seeds=tuple(args.seeds))
+    return 0
+
+
+def _cmd_bench_predict(args) -> int:
+    from faceattr_lab import benchmarks
+
+    benchmarks.print_predict_benchmark(repeats=args.repeats,
+                                       backbone=None if args.no_backbone else args.backbone)
     return 0
 
 
@@ -439,6 +446,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=_positive_int, default=16, help="submissions (default 16)")
     p.add_argument("--jobs", type=_positive_int, default=2, help="parallel jobs compared with 1")
     p.set_defaults(func=_cmd_bench_grading)
+    p = bench_cmds.add_parser("predict", help="seconds per face of face detection and of a "
+                                              "model at batch 1 and 64 (lab 09)")
+    p.add_argument("--repeats", type=_positive_int, default=5,
+                   help="timed passes of each; the best counts (5)")
+    p.add_argument("--backbone", default="MobileNetV2",
+                   help="a 224-px ImageNet-shaped backbone timed with random weights "
+                        "(default MobileNetV2; any of fl.models.BACKBONES)")
+    p.add_argument("--no-backbone", action="store_true",
+                   help="time only detection and the kit's quick 32-px model")
+    p.set_defaults(func=_cmd_bench_predict)
 
     p = groups.add_parser("weights", help="pretrain (once) the SmallVGG backbone the quick "
                                           "profile uses, and print where it is")
@@ -455,9 +472,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CSV to write, one row per face (default predictions.csv)")
     p.add_argument("--min-confidence", type=float, default=0.9, metavar="C",
                    help="MTCNN confidence a face needs (default 0.9)")
+    p.add_argument("--margin", type=float, default=0.25,
+                   help="crop margin around the face box, a fraction of its side (default "
+                        "0.25, FairFace's crops)")
     p.add_argument("--schemes", nargs="+", metavar="S",
                    help="each head's label scheme (default: from its number of classes: "
-                        "2 gender, 9 age_fairface9, 5 race_utk5, 7 race_fairface7)")
+                        "2 gender, 9 age_fairface9, 5 race_utk5, 7 race_fairface7; name "
+                        "regression and CORAL age heads, e.g. age_years_116, coral_21_60)")
     p.set_defaults(func=_cmd_predict)
 
     p = groups.add_parser("info", help="versions, GPU, data and output folders")

@@ -10,9 +10,15 @@ Everything here turns predictions and truths into plain pandas tables:
   ``by``, ``group`` and ``n`` columns for per-group (fairness) metrics.
 - ``compare`` stacks tidy tables, ``summarize`` gives mean, std and n over seeds, folds or runs,
   and ``wide`` pivots a tidy table to one row per run for reading.
+- Lab 08's fairness audit: ``breakdown(..., ci=0.95)`` with per-group intervals and
+  intersections (``by=[("gender", "race")]``), ``group_gaps`` (the best and worst group per
+  task, the gap and its interval), ``calibration`` and ``calibration_error`` (reliability bins
+  and ECE, Guo et al. 2017).
 
-Metrics come from scikit-learn wherever it has them; only the Adience one-off accuracy and the
-per-group loop are written here.
+Metrics come from scikit-learn wherever it has them; written here are the Adience one-off
+accuracy, the per-group loop, and the vectorised bootstrap of accuracy, balanced accuracy and
+ECE (``resampled_scores``: all resamples at once with ``numpy.bincount``; the tests check it
+against scikit-learn and a one-resample-at-a-time loop).
 
 What ``predict`` reads from a label scheme (``faceattr_lab.labels.Scheme``): ``output``,
 ``kind`` (``"classification"``, ``"regression"``, ``"ordinal"``), ``classes`` and, for years,
@@ -44,6 +50,7 @@ BREAKDOWN_COLUMNS = ("run", "task", "by", "group", "metric", "value", "n")
 # The dataset-table contract codes gender as Int64 0 male / 1 female: name the groups.
 GROUP_NAMES = {"gender": {0: "male", 1: "female"}}
 _MISSING_GROUP = "unknown"
+_JOIN = " / "  # joins the groups of an intersection: "female / Black"
 
 
 # --------------------------------------------------------------------------------------------
@@ -427,6 +434,15 @@ class _Replay:
         return next(self.outputs)
 
 
+def decode_outputs(scheme, raw) -> dict:
+    """One head's raw outputs for a batch as ``fl.evaluate.predict`` decodes them, without
+    labels: its ``<o>_pred`` (and ``<o>_prob_*``, ``<o>_score``, ``<o>_pred_years``) columns. Lab 09.
+    """
+    raw = np.asarray(raw)
+    columns = _decode_task(scheme, raw, np.full(len(raw), np.nan))
+    return {name: value for name, value in columns.items() if "_true" not in name}
+
+
 def _decode_task(scheme, raw: np.ndarray, truth: np.ndarray) -> dict:
     """The prediction columns of one task from the raw model output and the batch labels."""
     o, kind = scheme.output, scheme.kind
@@ -532,30 +548,318 @@ def _root_mean(values, axis=-1):
     return np.sqrt(np.mean(values, axis=axis))
 
 
-def breakdown(predictions: pd.DataFrame, schemes, by: str | Sequence[str] = ("gender", "race"),
-              run: str = "run") -> pd.DataFrame:
+def breakdown(predictions: pd.DataFrame, schemes, by=("gender", "race"), run: str = "run",
+              ci: float | None = None, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Per-group metrics (the fairness view): run, task, by, group, metric, value, n. Lab 01.
 
     For each attribute in ``by`` the predictions are split by that column's values and
     ``evaluate``'s metrics are computed within each group; ``n`` is the group's number of
-    images. ``by`` names a metadata column passed to ``predict`` (e.g. ``"race"``); without one,
-    the true class names of the task on that output (``<by>_true_name``) are used. Gender codes
-    0/1 are shown as male/female and missing values as ``"unknown"``, so no image drops out.
+    labelled images. ``by`` names a metadata column passed to ``predict`` (e.g. ``"race"``);
+    without one, the true class names of the task on that output (``<by>_true_name``) are used.
+    Gender codes 0/1 are shown as male/female and missing values as ``"unknown"``, so no image
+    drops out.
+
+    Lab 08 adds two things. An entry of ``by`` may be a tuple of columns, meaning their
+    intersection: ``by=["race", ("gender", "race")]`` gives the ``by`` value ``"gender x race"``
+    and groups such as ``"female / Black"``. ``ci=0.95`` adds ``ci_low`` and ``ci_high`` to the
+    ``accuracy`` and ``balanced_accuracy`` rows (NaN for the other metrics): a percentile
+    bootstrap over the group's faces (:func:`resampled_scores`, ``n_resamples`` resamples drawn
+    with ``numpy.random.default_rng(seed)``), i.e. how much the group's figure would move on
+    another test set with as many faces of that group. Small groups get wide intervals.
     """
-    by = (by,) if isinstance(by, str) else tuple(by)
+    entries = [by] if isinstance(by, str) else list(by)
     schemes = resolve(schemes)
+    if ci is not None:
+        _check_ci(ci)
     rows = []
-    for attribute in by:
-        groups = _group_column(predictions, attribute, schemes)
+    for entry in entries:
+        label, groups = _groups(predictions, entry, schemes)
         for group in sorted(groups.unique(), key=str):
-            subset = predictions[groups == group]
+            subset = predictions[(groups == group).to_numpy()]
             for scheme in schemes:
                 n = int(_labelled(subset, scheme).sum())
                 if n == 0:
                     continue
+                intervals = {}
+                if ci is not None and scheme.kind == "classification":
+                    true, pred = _classification_arrays(subset, scheme)
+                    intervals = {metric: _percentile(resampled, ci) for metric, resampled in
+                                 resampled_scores(true, pred, n_resamples, seed).items()}
                 for metric, value in _task_metrics(subset, scheme, warn=False).items():
-                    rows.append((run, scheme.output, attribute, group, metric, value, n))
-    return pd.DataFrame(rows, columns=list(BREAKDOWN_COLUMNS))
+                    low, high = intervals.get(metric, (math.nan, math.nan))
+                    rows.append((run, scheme.output, label, group, metric, value, n, low, high))
+    table = pd.DataFrame(rows, columns=[*BREAKDOWN_COLUMNS, "ci_low", "ci_high"])
+    return table if ci is not None else table[list(BREAKDOWN_COLUMNS)]
+
+
+GAP_METRICS = ("accuracy", "balanced_accuracy")
+GAP_COLUMNS = ("task", "by", "metric", "best_group", "worst_group", "best", "worst", "gap",
+               "ci_low", "ci_high", "n_best", "n_worst", "excludes_zero")
+
+
+def group_gaps(predictions: pd.DataFrame, schemes, by, metric: str = "accuracy",
+               ci: float = 0.95, n_resamples: int = 1000, seed: int = 0,
+               min_group: int = 20) -> pd.DataFrame:
+    """The largest gap between two groups, per task, with a bootstrap interval. Lab 08.
+
+    For each classification task, ``metric`` (``"accuracy"`` or ``"balanced_accuracy"``) is
+    computed in every group of ``by`` (a column name such as ``"race"``, or a tuple of columns
+    meaning their intersection, ``("gender", "race")``; a list of those gives one row per task
+    and entry). The best and the worst group give ``gap = best - worst``. Its interval
+    resamples faces within each of the two groups independently (they are different faces),
+    ``n_resamples`` times, and takes the percentiles of the difference; ``excludes_zero`` says
+    whether the interval lies above 0.
+
+    Groups with fewer than ``min_group`` labelled faces, and the ``"unknown"`` group of faces
+    without the attribute, are left out of the best/worst choice and listed (task, by, group,
+    n, reason: one dict each) in ``table.attrs["left_out"]``; ``table.attrs["too_small"]`` lists
+    the small ones alone. A task with fewer than two groups left gets a row of NaN.
+
+    Read it with care: picking the best and the worst of many groups on the same faces that
+    measure them inflates the gap (a selection effect; with equal true accuracies the extremes
+    still differ by chance, more so with many small groups). The interval does not correct for
+    that choice, so read the gap once on the test split, or confirm it with more seeds.
+    """
+    if metric not in GAP_METRICS:
+        raise ValueError(f"metric={metric!r}; group_gaps compares {GAP_METRICS} (the metrics "
+                         "with a per-face bootstrap here); for others use breakdown().")
+    _check_ci(ci)
+    if not isinstance(min_group, (int, np.integer)) or min_group < 1:
+        raise ValueError(f"min_group={min_group!r}; pass a positive int, e.g. 20.")
+    entries = [by] if isinstance(by, (str, tuple)) else list(by)
+    rows, left_out = [], []
+    for entry in entries:
+        for scheme in resolve(schemes):
+            if scheme.kind != "classification":
+                raise ValueError(f"{scheme.output!r} is a {scheme.kind} task; group_gaps needs "
+                                 "classification tasks (use breakdown() for errors in years).")
+            label, groups = _groups(predictions, entry, resolve(schemes))
+            labelled = _labelled(predictions, scheme).to_numpy()
+            true, pred = _classification_arrays(predictions, scheme)
+            group_of = groups.to_numpy()[labelled]
+            eligible = {}
+            for group in sorted(set(group_of), key=str):
+                members = group_of == group
+                n = int(members.sum())
+                reason = ("unknown" if _MISSING_GROUP in group.split(_JOIN)
+                          else "too_small" if n < min_group else None)
+                if reason:
+                    left_out.append((scheme.output, label, group, n, reason))
+                    continue
+                value = _point_scores(true[members], pred[members])[metric]
+                eligible[group] = (value, true[members], pred[members])
+            if len(eligible) < 2:
+                rows.append((scheme.output, label, metric, None, None, *[math.nan] * 5,
+                             0, 0, False))
+                continue
+            best = max(eligible, key=lambda g: (eligible[g][0], str(g)))
+            worst = min(eligible, key=lambda g: (eligible[g][0], str(g)))
+            rng = np.random.default_rng(seed)
+            high_draws = resampled_scores(*eligible[best][1:], n_resamples, rng=rng)[metric]
+            low_draws = resampled_scores(*eligible[worst][1:], n_resamples, rng=rng)[metric]
+            low, high = _percentile(high_draws - low_draws, ci)
+            gap = eligible[best][0] - eligible[worst][0]
+            rows.append((scheme.output, label, metric, best, worst, eligible[best][0],
+                         eligible[worst][0], gap, low, high, eligible[best][1].size,
+                         eligible[worst][1].size, bool(low > 0)))
+    table = pd.DataFrame(rows, columns=list(GAP_COLUMNS))
+    # plain records, not tables: pandas compares attrs when it concatenates tables
+    left = [dict(zip(("task", "by", "group", "n", "reason"), row)) for row in left_out]
+    table.attrs["left_out"] = left
+    table.attrs["too_small"] = [row for row in left if row["reason"] == "too_small"]
+    return table
+
+
+def resampled_scores(true, pred, n_resamples: int = 1000, seed: int = 0, rng=None) -> dict:
+    """Accuracy and balanced accuracy on ``n_resamples`` bootstrap resamples, at once. Lab 08.
+
+    The resamples are one ``(n_resamples, n)`` matrix of face indices,
+    ``rng.integers(0, n, size=(n_resamples, n))`` with ``rng = numpy.random.default_rng(seed)``
+    (or the ``rng`` given), so every figure is computed for all resamples in a few numpy
+    operations. Balanced accuracy is the mean, over the true classes present in the resample,
+    of each class's recall (scikit-learn's ``balanced_accuracy_score``), counted with one
+    ``numpy.bincount`` per resample batch. Returns ``{"accuracy": (n_resamples,) array,
+    "balanced_accuracy": (n_resamples,) array}``.
+    """
+    true = np.asarray(true).astype(int).ravel()
+    pred = np.asarray(pred).astype(int).ravel()
+    if true.shape != pred.shape or true.size == 0:
+        raise ValueError(f"pass equally long, non-empty true and predicted class indices, got "
+                         f"{true.size} and {pred.size}.")
+    if true.min() < 0 or pred.min() < 0:
+        raise ValueError("class indices must be >= 0; drop unlabelled faces (-1) first.")
+    if not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
+        raise ValueError(f"n_resamples={n_resamples!r}; pass a positive int, e.g. 1000.")
+    rng = np.random.default_rng(seed) if rng is None else rng
+    index = rng.integers(0, true.size, size=(int(n_resamples), true.size))
+    return _scores_of(true[index], (true == pred)[index])
+
+
+def _point_scores(true, pred) -> dict:
+    """Accuracy and balanced accuracy of one sample, by the same code as the resamples."""
+    true = np.asarray(true).astype(int).ravel()
+    hits = true == np.asarray(pred).astype(int).ravel()
+    return {k: float(v[0]) for k, v in _scores_of(true[None, :], hits[None, :]).items()}
+
+
+def _scores_of(true: np.ndarray, hits: np.ndarray) -> dict:
+    """Accuracy and balanced accuracy per row of (R, n) true classes and 0/1 hits."""
+    r, _ = true.shape
+    k = int(true.max()) + 1
+    keys = (np.arange(r)[:, None] * k + true).ravel()
+    counts = np.bincount(keys, minlength=r * k).reshape(r, k)
+    right = np.bincount(keys, weights=hits.ravel().astype(float), minlength=r * k).reshape(r, k)
+    present = counts > 0
+    recall = np.divide(right, counts, out=np.zeros_like(right), where=present)
+    return {"accuracy": hits.mean(axis=1),
+            "balanced_accuracy": recall.sum(axis=1) / present.sum(axis=1)}
+
+
+def _percentile(values, ci: float) -> tuple[float, float]:
+    """The percentile interval ((1 - ci) / 2, (1 + ci) / 2) of bootstrap values (numpy's
+    default linear interpolation)."""
+    low, high = np.quantile(np.asarray(values, dtype=float), [(1 - ci) / 2, (1 + ci) / 2])
+    return float(low), float(high)
+
+
+def _check_ci(ci) -> None:
+    if not isinstance(ci, (float, int)) or isinstance(ci, bool) or not 0 < ci < 1:
+        raise ValueError(f"ci={ci!r}; pass a confidence level in (0, 1), e.g. 0.95.")
+
+
+def _classification_arrays(predictions, scheme):
+    """True and predicted class indices (ints) of a classification task's labelled rows."""
+    subset = predictions[_labelled(predictions, scheme)]
+    true, pred = _task_columns(subset, scheme, years=False)
+    return true.astype(int), pred.astype(int)
+
+
+CALIBRATION_COLUMNS = ("task", "by", "group", "bin", "lower", "upper", "n", "confidence",
+                       "accuracy")
+CALIBRATION_ERROR_COLUMNS = ("task", "by", "group", "metric", "value", "n")
+
+
+def calibration(predictions: pd.DataFrame, scheme, bins: int = 10, by=None) -> pd.DataFrame:
+    """Reliability table: per confidence bin, mean confidence against accuracy. Lab 08.
+
+    Guo, Pleiss, Sun & Weinberger (2017), "On Calibration of Modern Neural Networks", ICML.
+    Each labelled face's *confidence* is its top-label probability (the largest
+    ``<o>_prob_<class>`` that :func:`predict` wrote) and it is right when that class is its
+    ``<o>_true``. Faces fall into ``bins`` equal-width bins on [0, 1], ``(lower, upper]``
+    (the first bin also holds 0). Columns: ``task, by, group, bin, lower, upper, n,
+    confidence, accuracy``, one row per non-empty bin. A calibrated model has accuracy equal
+    to confidence in every bin. ``by`` (a column, or a tuple of columns for their intersection,
+    as in :func:`breakdown`) gives one set of bins per group; without it ``by`` and ``group``
+    are ``"all"``. Only classification schemes have class probabilities; ordinal and
+    regression schemes raise ``ValueError``.
+    """
+    scheme = _one_scheme(scheme)
+    bins = _check_bins(bins)
+    frames = []
+    for label, group, confidence, hits in _calibration_groups(predictions, scheme, by):
+        index = _bin_index(confidence, bins)
+        counts = np.bincount(index, minlength=bins)
+        conf_sum = np.bincount(index, weights=confidence, minlength=bins)
+        hit_sum = np.bincount(index, weights=hits.astype(float), minlength=bins)
+        filled = np.flatnonzero(counts)
+        frames.append(pd.DataFrame({
+            "task": scheme.output, "by": label, "group": group, "bin": filled,
+            "lower": filled / bins, "upper": (filled + 1) / bins, "n": counts[filled],
+            "confidence": conf_sum[filled] / counts[filled],
+            "accuracy": hit_sum[filled] / counts[filled]}))
+    return pd.concat(frames, ignore_index=True)[list(CALIBRATION_COLUMNS)]
+
+
+def calibration_error(predictions: pd.DataFrame, schemes, bins: int = 10, by=None,
+                      ci: float | None = None, n_resamples: int = 1000,
+                      seed: int = 0) -> pd.DataFrame:
+    """Expected calibration error (ECE) per task and group, a tidy table. Lab 08.
+
+    Columns ``task, by, group, metric, value, n`` (+ ``ci_low, ci_high`` with ``ci``).
+
+    Guo et al. (2017): ``ECE = sum_b (n_b / N) |accuracy_b - confidence_b|`` over the
+    equal-width confidence bins of :func:`calibration` (0 = calibrated; 0.05 means confidence
+    and accuracy differ by 5 points on average, weighted by faces). ``metric`` is ``"ece"``.
+    ``ci=0.95`` adds ``ci_low``/``ci_high``: a percentile bootstrap over the group's faces
+    (``n_resamples`` index resamples from ``numpy.random.default_rng(seed)``, vectorised).
+    ECE with few faces per bin is biased upwards (the |.| of noise is positive, so even a
+    calibrated model scores above 0 on a small group), and the bootstrap inherits that bias:
+    compare groups of similar size, and read a small group's ECE and interval as rough.
+    """
+    bins = _check_bins(bins)
+    if ci is not None:
+        _check_ci(ci)
+    rows = []
+    for scheme in resolve(schemes):
+        for label, group, confidence, hits in _calibration_groups(predictions, scheme, by):
+            index = _bin_index(confidence, bins)
+            value = float(_ece(index[None, :], confidence[None, :], hits[None, :], bins)[0])
+            row = [scheme.output, label, group, "ece", value, int(confidence.size)]
+            if ci is not None:
+                rng = np.random.default_rng(seed)
+                draw = rng.integers(0, confidence.size, size=(int(n_resamples), confidence.size))
+                row += list(_percentile(_ece(index[draw], confidence[draw], hits[draw], bins),
+                                        ci))
+            rows.append(row)
+    columns = [*CALIBRATION_ERROR_COLUMNS, *(("ci_low", "ci_high") if ci is not None else ())]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _ece(index, confidence, hits, bins: int) -> np.ndarray:
+    """ECE per row of (R, n) bin indices, confidences and 0/1 hits: sum_b |hits_b - conf_b| / n."""
+    r, n = index.shape
+    keys = (np.arange(r)[:, None] * bins + index).ravel()
+    conf_sum = np.bincount(keys, weights=confidence.ravel(), minlength=r * bins)
+    hit_sum = np.bincount(keys, weights=hits.ravel().astype(float), minlength=r * bins)
+    return np.abs(hit_sum - conf_sum).reshape(r, bins).sum(axis=1) / n
+
+
+def _bin_index(confidence: np.ndarray, bins: int) -> np.ndarray:
+    """Bin of each confidence: b such that b / bins < c <= (b + 1) / bins (0 goes to bin 0)."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    return np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+
+
+def _check_bins(bins) -> int:
+    if not isinstance(bins, (int, np.integer)) or isinstance(bins, bool) or bins < 1:
+        raise ValueError(f"bins={bins!r}; pass a positive int, e.g. 10 (Guo et al. use 15).")
+    return int(bins)
+
+
+def _one_scheme(scheme):
+    schemes = resolve(scheme)
+    if len(schemes) != 1:
+        raise ValueError(f"calibration() takes one scheme, got {len(schemes)}; call it per task "
+                         "or use calibration_error(predictions, schemes).")
+    return schemes[0]
+
+
+def _calibration_groups(predictions, scheme, by):
+    """Yield ``(by label, group, confidences, hits)`` of a classification task's labelled faces."""
+    if scheme.kind != "classification":
+        raise ValueError(f"{scheme.output!r} is a {scheme.kind} task; calibration here needs "
+                         "class probabilities (<output>_prob_<class> columns of a "
+                         "classification scheme).")
+    columns = [f"{scheme.output}_prob_{name}" for name in scheme.classes]
+    missing = [c for c in columns if c not in predictions.columns]
+    if missing:
+        raise ValueError(f"predictions have no {missing} column(s); make them with "
+                         f"fl.evaluate.predict(model, dataset, schemes) including "
+                         f"{scheme.output!r}.")
+    labelled = _labelled(predictions, scheme).to_numpy()
+    probabilities = predictions.loc[labelled, columns].to_numpy(dtype=float)
+    true = predictions.loc[labelled, f"{scheme.output}_true"].to_numpy(dtype=int)
+    confidence = probabilities.max(axis=1)
+    hits = probabilities.argmax(axis=1) == true
+    if by is None:
+        if confidence.size:
+            yield "all", "all", confidence, hits
+        return
+    label, groups = _groups(predictions, by, resolve([scheme]))
+    groups = groups.to_numpy()[labelled]
+    for group in sorted(set(groups), key=str):
+        members = groups == group
+        yield label, group, confidence[members], hits[members]
 
 
 def confusion(predictions: pd.DataFrame, scheme) -> pd.DataFrame:
@@ -714,6 +1018,22 @@ def _group_column(predictions: pd.DataFrame, attribute: str, schemes) -> pd.Seri
                          f"{attribute!r} task.")
     names = GROUP_NAMES.get(attribute, {})
     return values.map(lambda v: _MISSING_GROUP if _isna(v) else str(names.get(v, v)))
+
+
+def _groups(predictions: pd.DataFrame, entry, schemes) -> tuple[str, pd.Series]:
+    """``(label, group per row)`` for one ``by`` entry: a column, or a tuple of columns whose
+    intersection is named ``"female / Black"`` under the label ``"gender x race"``."""
+    if isinstance(entry, str):
+        return entry, _group_column(predictions, entry, schemes)
+    columns = tuple(entry) if isinstance(entry, (tuple, list)) else ()
+    if not columns or not all(isinstance(c, str) for c in columns):
+        raise ValueError(f"by entry {entry!r}; pass a column name ('race') or a tuple of "
+                         "column names for their intersection (('gender', 'race')).")
+    if len(columns) == 1:
+        return columns[0], _group_column(predictions, columns[0], schemes)
+    parts = [_group_column(predictions, c, schemes) for c in columns]
+    joined = parts[0].str.cat(parts[1:], sep=_JOIN)
+    return " x ".join(columns), joined
 
 
 def _is_ordered(scheme) -> bool:
@@ -930,4 +1250,6 @@ __all__ = ["TIDY_COLUMNS", "BREAKDOWN_COLUMNS", "GROUP_NAMES", "classification_m
            "cumulative_probabilities", "rank_inconsistencies", "bootstrap_ci",
            "paired_bootstrap", "paired_difference", "predict", "features", "knn_accuracy",
            "predict_oversampled",
-           "evaluate", "breakdown", "confusion", "compare", "summarize", "wide"]
+           "evaluate", "breakdown", "group_gaps", "resampled_scores", "GAP_METRICS",
+           "GAP_COLUMNS", "calibration", "calibration_error", "CALIBRATION_COLUMNS",
+           "CALIBRATION_ERROR_COLUMNS", "confusion", "compare", "summarize", "wide"]

@@ -1,5 +1,8 @@
 """Figures for the labs: training curves, confusion matrices, per-group bars, errors. Lab 00.
 
+Lab 08's fairness audit adds ``reliability`` (calibration per task and group) and
+``gradcam_grid`` (Grad-CAM heat maps over faces, from ``faceattr_lab.explain``).
+
 Every function builds a matplotlib Figure with labelled axes and a title and *returns* it
 without showing it (no ``plt.show()``; the figure is closed in pyplot so loops do not pile up
 open figures). In a notebook, end the cell with the call (or the figure) to display it once;
@@ -778,6 +781,154 @@ def _label_name(value, class_names) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# Fairness audit: calibration and Grad-CAM (Lab 08)
+# --------------------------------------------------------------------------------------------
+
+_FEW_GROUPS = 3  # up to this many groups share one panel per task in reliability()
+_PANELS_PER_ROW = 4
+
+
+def reliability(predictions, schemes, by=None, bins: int = 10, title: str | None = None):
+    """Reliability diagram per task: accuracy against mean confidence per bin. Lab 08.
+
+    Guo, Pleiss, Sun & Weinberger (2017), "On Calibration of Modern Neural Networks", ICML.
+    From ``fl.evaluate.calibration``: each line joins a group's non-empty confidence bins
+    (equal width on [0, 1]); a marker's area grows with the faces in its bin, so an
+    off-diagonal point made of three faces is visibly small. The dashed diagonal is "perfectly
+    calibrated": below it the model is over-confident. The legend gives each group's ECE
+    (``fl.evaluate.calibration_error``) and number of faces.
+
+    Layout: without ``by``, one panel per task. With ``by`` (a column or a tuple of columns, as
+    in ``fl.evaluate.breakdown``) and at most 3 groups, one panel per task with a line per
+    group; with more groups, lines would pile up, so each group gets its own panel (tasks in
+    rows, at most 4 panels per row) with the all-faces line in grey for comparison.
+    """
+    from faceattr_lab import evaluate
+    from faceattr_lab.labels import resolve
+
+    schemes = resolve(schemes)
+    tasks = []
+    for scheme in schemes:
+        table = evaluate.calibration(predictions, scheme, bins=bins, by=by)
+        ece = evaluate.calibration_error(predictions, scheme, bins=bins, by=by)
+        overall = (evaluate.calibration(predictions, scheme, bins=bins) if by is not None
+                   else None)
+        tasks.append((scheme.output, table, ece, overall))
+    groups = list(dict.fromkeys(tasks[0][1]["group"]))
+    for _, table, _, _ in tasks[1:]:
+        groups += [g for g in dict.fromkeys(table["group"]) if g not in groups]
+    colors = {g: plt.get_cmap("tab10")(i % 10) for i, g in enumerate(groups)}
+    shared = by is None or len(groups) <= _FEW_GROUPS
+    per_task = 1 if shared else math.ceil(len(groups) / _PANELS_PER_ROW)
+    ncols = len(tasks) if shared else min(len(groups), _PANELS_PER_ROW)
+    nrows = 1 if shared else per_task * len(tasks)
+    size = 3.6 if shared else 2.6
+    fig, axes = _figure(nrows, ncols, figsize=(size * ncols + 0.3, size * nrows + 0.5),
+                        squeeze=False, layout="constrained")
+    for ax in axes.flat:
+        ax.set_visible(False)
+    by_label = "" if by is None else (by if isinstance(by, str) else " x ".join(by))
+    for t, (task, table, ece, overall) in enumerate(tasks):
+        scores = ece.set_index("group")
+        if shared:
+            panels = [(axes[0, t], [g for g in groups if g in set(table["group"])], task)]
+        else:
+            present = [g for g in groups if g in set(table["group"])]
+            panels = [(axes[t * per_task + i // ncols, i % ncols], [g], f"{task}: {g}")
+                      for i, g in enumerate(present)]
+        for k, (ax, members, panel_title) in enumerate(panels):
+            ax.set_visible(True)
+            first = t == 0 and k == 0  # small multiples: the shared lines named once
+            ax.plot([0, 1], [0, 1], ls="--", color="0.5", lw=1,
+                    label="perfectly calibrated" if shared or first else None)
+            if not shared and overall is not None:
+                ax.plot(overall["confidence"], overall["accuracy"], color="0.65", lw=1.2,
+                        label="all faces" if first else None)
+            for group in members:
+                rows = table[table["group"] == group]
+                sizes = 12 + 160 * rows["n"] / max(1, table["n"].max())
+                label = (f"ECE {scores.loc[group, 'value']:.3f}, "
+                         f"n={int(scores.loc[group, 'n'])}")
+                label = f"{group} ({label})" if shared else label  # else the title names it
+                color = "tab:blue" if by is None else colors[group]
+                ax.plot(rows["confidence"], rows["accuracy"], color=color, lw=1.5, label=label)
+                ax.scatter(rows["confidence"], rows["accuracy"], s=sizes, color=color,
+                           edgecolor="white", linewidth=0.5, zorder=3, clip_on=False)
+            ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", title=panel_title)
+            ax.set_xlabel("mean confidence (top class)", fontsize=8)
+            ax.set_ylabel("accuracy", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=6.5 if shared else 7, loc="upper left", frameon=True)
+    what = f" by {by_label}" if by_label else ""
+    fig.suptitle(title or f"Reliability{what} ({bins} bins; marker area grows with the "
+                          "faces in a bin)", fontsize=10)
+    return fig
+
+
+def gradcam_grid(images, heatmaps: Mapping, titles: Mapping | None = None, alpha: float = 0.45,
+                 cmap: str = "jet", title: str = "Grad-CAM: where each head looked"):
+    """Faces with their Grad-CAM heat maps laid over them, one row per face. Lab 08.
+
+    ``images`` is (N, H, W, 3) in [0, 255]; ``heatmaps`` a dict ``{"gender": (N, H, W), ...}``
+    from ``fl.explain.grad_cam`` (values in [0, 1]), one overlay column per key after the face
+    itself. ``titles`` optionally ``{key: N strings}`` written over each overlay (e.g.
+    ``"female 0.93"``). ``alpha`` is the heat map's opacity. Each map is scaled to its own
+    maximum, so colours compare places within one map, not strengths across maps: the
+    colourbar says so. Returns a :class:`PhotoFigure` (shown as a JPEG).
+    """
+    faces = _load_images(images)
+    if not isinstance(heatmaps, Mapping) or not heatmaps:
+        raise ValueError("heatmaps must be a non-empty dict {name: (N, H, W) array}, e.g. "
+                         "{'gender': fl.explain.grad_cam(model, images, 'gender')}.")
+    if not 0 <= alpha <= 1:
+        raise ValueError(f"alpha={alpha}; pass an opacity between 0 and 1, e.g. 0.45.")
+    maps = {}
+    for key, value in heatmaps.items():
+        value = np.asarray(value, dtype=float)
+        if value.ndim != 3 or len(value) != len(faces):
+            raise ValueError(f"heatmaps[{key!r}] has shape {value.shape}; pass one (H, W) map "
+                             f"per face, shape ({len(faces)}, H, W).")
+        maps[key] = value
+    titles = dict(titles or {})
+    for key, value in titles.items():
+        if key not in maps or len(value) != len(faces):
+            raise ValueError(f"titles[{key!r}] must name a heat map and give one string per "
+                             f"face ({len(faces)}).")
+    _register_photo_display()
+    ncols, nrows = 1 + len(maps), len(faces)
+    fig, axes = _figure(nrows, ncols, figsize=(1.7 * ncols + 0.9, 1.8 * nrows + 0.5),
+                        squeeze=False, FigureClass=PhotoFigure, layout="constrained")
+    shown = None
+    for i, face in enumerate(faces):
+        axes[i, 0].imshow(face)
+        axes[i, 0].set_title("face" if i == 0 else "", fontsize=8)
+        for j, (key, value) in enumerate(maps.items(), start=1):
+            ax = axes[i, j]
+            ax.imshow(face)
+            heat = value[i]
+            extent = (-0.5, face.shape[1] - 0.5, face.shape[0] - 0.5, -0.5)
+            shown = ax.imshow(heat, cmap=cmap, alpha=alpha, vmin=0, vmax=1, extent=extent,
+                              interpolation="bilinear")
+            text = [key] if i == 0 else []
+            if key in titles:
+                text.append(str(titles[key][i]))
+            ax.set_title("\n".join(text), fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    scale = ScalarMappable(norm=Normalize(0, 1), cmap=shown.get_cmap())  # opaque, unlike maps
+    bar = fig.colorbar(scale, ax=axes, shrink=min(0.9, 3.0 / nrows + 0.2), pad=0.02)
+    bar.set_label("heat (each map scaled to its own max)", fontsize=7)
+    bar.ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
 # Data analysis
 # --------------------------------------------------------------------------------------------
 
@@ -931,4 +1082,4 @@ __all__ = ["DPI", "save", "training_curves", "confusion_matrix", "group_bars", "
            "paired_seeds",
            "age_error", "embedding", "embedding_grid", "image_grid", "PhotoFigure", "distribution",
            "histogram_edges",
-           "crosstab_heatmap", "DISPLAY_DPI", "JPEG_QUALITY"]
+           "crosstab_heatmap", "DISPLAY_DPI", "JPEG_QUALITY", "reliability", "gradcam_grid"]

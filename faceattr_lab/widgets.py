@@ -1,4 +1,5 @@
-"""Interactive ipywidgets panels for the labs: a face browser and a custom-CNN playground.
+"""Interactive ipywidgets panels for the labs: a face browser, a custom-CNN playground and a
+photo upload that finds and labels faces (lab 09).
 
 Each panel function returns its widget container, so it displays when it is a cell's last
 value. The logic behind a panel is a plain function (:func:`filter_faces`,
@@ -377,5 +378,77 @@ def cnn_playground(train_df: pd.DataFrame, val_df: pd.DataFrame, schemes, image_
     return panel
 
 
+def uploaded_files(value) -> list[tuple[str, bytes]]:
+    """``(name, bytes)`` of each file in a ``FileUpload`` value, in ipywidgets 8's form (a tuple
+    of dicts with ``name`` and ``content``) or 7's (a dict ``{name: {"content": ...}}``).
+    Lab 09."""
+    if isinstance(value, dict):
+        value = [{"name": name, **entry} for name, entry in value.items()]
+    files = []
+    for entry in value or ():
+        if not isinstance(entry, dict) or "content" not in entry:
+            raise ValueError("an upload entry lacks its content; pass FileUpload.value as "
+                             "ipywidgets gives it.")
+        files.append((str(entry.get("name", f"upload {len(files)}")), bytes(entry["content"])))
+    return files
+
+
+def photo_upload(model, schemes=None, min_confidence: float = 0.9, margin: float | None = None):
+    """A panel to upload photos and see each face found, with the model's predictions. Lab 09.
+
+    On upload, every photo is read, its faces detected, aligned and predicted
+    (``fl.faces.predict_faces``), drawn with their boxes and labels (``fl.faces.annotate``),
+    and one table row per face is shown (``fl.faces.table_rows``; a photo without a face or
+    a file that is not an image gets its own row). Returns the container; its ``predict(value)``
+    is the upload's callback (a ``FileUpload`` value; callable without a browser), which
+    returns the table, and ``images`` holds the annotated photos by file name.
+    """
+    import io
+
+    import ipywidgets as widgets
+    from PIL import Image, ImageOps
+
+    from faceattr_lab import faces, labels
+
+    schemes = (faces.infer_schemes(model) if schemes is None
+               else [labels.get(s) if isinstance(s, str) else s for s in schemes])
+    margin = faces.DEFAULT_MARGIN if margin is None else margin
+    if not 0 <= min_confidence <= 1:
+        raise ValueError(f"min_confidence={min_confidence}; pass a value in [0, 1], e.g. 0.9.")
+    upload = widgets.FileUpload(accept="image/*", multiple=True, description="Upload photos")
+    status = widgets.Label(f"faces are cropped to {model.input_shape[1]} px for the model; "
+                           "nothing leaves this notebook")
+    output = widgets.Output()
+    annotated: dict[str, np.ndarray] = {}
+
+    def predict(value):
+        rows, shown = [], []
+        for name, content in uploaded_files(value):
+            try:
+                with Image.open(io.BytesIO(content)) as opened:
+                    image = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
+            except (OSError, ValueError, Image.DecompressionBombError) as error:
+                rows.append({"image": name, "status": f"unreadable: {error}"})
+                continue
+            found = faces.predict_faces(model, [image], schemes, min_confidence=min_confidence,
+                                        margin=margin)[0]
+            rows += faces.table_rows(name, found, schemes)
+            annotated[name] = faces.annotate(image, found, schemes)
+            shown.append(Image.fromarray(annotated[name]))
+        table = pd.DataFrame(rows, columns=faces.table_columns(schemes))
+        status.value = (f"{table['image'].nunique()} files, "
+                        f"{int((table['status'] == 'ok').sum())} faces")
+        _show(output, *shown, table)
+        return table
+
+    upload.observe(lambda change: predict(change["new"]), names="value")
+    panel = widgets.VBox([widgets.HBox([upload, status]), output])
+    panel.predict = predict
+    panel.images = annotated
+    panel.upload = upload
+    panel.output = output
+    return panel
+
+
 __all__ = ["DEFAULT_KNOBS", "FILTER_CHOICES", "filter_faces", "face_browser", "knobs_label",
-           "train_knobs", "cnn_playground"]
+           "train_knobs", "cnn_playground", "uploaded_files", "photo_upload"]

@@ -235,3 +235,133 @@ def test_feature_side_cases_match_keras(side, layers):
     for kernel, stride, padding in layers:
         y = keras.layers.Conv2D(1, kernel, strides=stride, padding=padding)(y)
     assert y.shape[1] == _side(side, layers) == checks._feature_side(side, layers)
+
+
+# ---- Lab 09 -----------------------------------------------------------------------------------
+
+def _crop_box(box, margin, grow=2, longer=True, corner=False, sides=False):
+    x, y, w, h = box
+    side = (max(w, h) if longer else w) * (1 + grow * margin)
+    cx, cy = (x, y) if corner else (x + w / 2, y + h / 2)
+    if sides:
+        return (cx - side / 2, cy - side / 2, side, side)
+    return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+
+
+def _eye_angle(left, right, radians=False, flipped=False, atan=False):
+    dx, dy = right[0] - left[0], right[1] - left[1]
+    dy = -dy if flipped else dy
+    angle = (math.atan(dy / dx) if dx else math.copysign(math.pi / 2, dy)) if atan \
+        else math.atan2(dy, dx)
+    return angle if radians else math.degrees(angle)
+
+
+LAB09_CASES = [
+    (checks.aligned_crop_box, _crop_box, lambda b, m: _crop_box(b, m, grow=1), "EVERY side"),
+    (checks.aligned_crop_box, _crop_box, lambda b, m: _crop_box(b, m, longer=False), "LONGER"),
+    (checks.aligned_crop_box, _crop_box, lambda b, m: _crop_box(b, m, corner=True), "centre"),
+    (checks.aligned_crop_box, _crop_box, lambda b, m: _crop_box(b, m, sides=True), "corners"),
+    (checks.aligned_crop_box, _crop_box, lambda b, m: None, "four numbers"),
+    (checks.eye_angle, _eye_angle, lambda l, r: _eye_angle(l, r, radians=True), "radians"),
+    (checks.eye_angle, _eye_angle, lambda l, r: _eye_angle(l, r, flipped=True), "DOWNWARDS"),
+    (checks.eye_angle, _eye_angle, lambda l, r: _eye_angle(l, r, atan=True), "atan2"),
+]
+
+
+@pytest.mark.parametrize("check, right, wrong, word", LAB09_CASES,
+                         ids=[f"{case[0].__name__}-{case[3]}" for case in LAB09_CASES])
+def test_lab09_checks_pass_right_and_explain_wrong(check, right, wrong, word, capsys):
+    assert check(right, strict=False) is True
+    assert "pass" in capsys.readouterr().out
+    assert check(right) is None
+    assert check(wrong, strict=False) is False
+    assert word in capsys.readouterr().out
+    with pytest.raises(checks.CheckFailed, match="not yet"):
+        check(wrong)
+
+
+def test_lab09_checks_agree_with_the_kit():
+    """The hand-worked answers of the checks are what fl.faces computes."""
+    from faceattr_lab import faces
+
+    assert checks.aligned_crop_box(faces.crop_box, strict=False) is True
+    assert checks.eye_angle(faces.eye_angle, strict=False) is True
+
+
+# lab 08: the expected calibration error and the largest gap between groups, each against a
+# numpy/pandas reference written here, and typical wrong answers the checks must explain
+def _ece(confidence, correct, bins=10, weighted=True, absolute=True, per_face=False, clip=True):
+    confidence = np.asarray(confidence, float)
+    correct = np.asarray(correct, float)
+    if per_face:
+        return float(np.mean(np.abs(correct - confidence)))
+    index = np.ceil(confidence * bins).astype(int) - 1
+    index = np.clip(index, 0, bins - 1) if clip else np.maximum(index, 0) + (confidence == 1)
+    counts = np.bincount(index, minlength=bins)[:bins]  # unclipped 1.0 -> index bins: IndexError
+    hits = np.bincount(index, weights=correct, minlength=bins)
+    sure = np.bincount(index, weights=confidence, minlength=bins)
+    full = counts > 0
+    gaps = hits[:bins][full] / counts[full] - sure[:bins][full] / counts[full]
+    if len(hits) > bins:
+        raise IndexError(f"index {bins} is out of bounds for {bins} bins")
+    gaps = np.abs(gaps) if absolute else gaps
+    return float(np.sum(counts[full] / counts.sum() * gaps) if weighted else np.mean(gaps))
+
+
+def _gap(correct, groups, min_group=20, swap=False, sign=1, counts=False, keep_small=False):
+    import pandas as pd
+
+    table = pd.DataFrame({"correct": np.asarray(correct, float), "group": list(groups)})
+    stats = table.groupby("group")["correct"].agg(["mean", "size", "sum"])
+    if not keep_small:
+        stats = stats[stats["size"] >= min_group]
+    column = "sum" if counts else "mean"
+    best, worst = stats[column].idxmax(), stats[column].idxmin()
+    gap = sign * float(stats.loc[best, column] - stats.loc[worst, column])
+    return (worst, best, gap) if swap else (best, worst, gap)
+
+
+LAB08_CASES = [
+    (checks.expected_calibration_error, _ece, lambda *a: _ece(*a, weighted=False),
+     "share of faces"),
+    (checks.expected_calibration_error, _ece, lambda *a: _ece(*a, absolute=False),
+     "absolute value"),
+    (checks.expected_calibration_error, _ece, lambda *a: _ece(*a, per_face=True), "bin the faces"),
+    (checks.expected_calibration_error, _ece, lambda *a: _ece(*a, clip=False), "last bin"),
+    (checks.largest_group_gap, _gap, lambda *a: _gap(*a, swap=True), "worst group first"),
+    (checks.largest_group_gap, _gap, lambda *a: _gap(*a, sign=-1), "best minus worst"),
+    (checks.largest_group_gap, _gap, lambda *a: _gap(*a, keep_small=True), "leave out groups"),
+    (checks.largest_group_gap, _gap, lambda *a: _gap(*a, counts=True), "not counts"),
+]
+
+
+@pytest.mark.parametrize("check, right, wrong, word", LAB08_CASES,
+                         ids=[f"{case[0].__name__}-{case[3]}" for case in LAB08_CASES])
+def test_lab08_check_passes_right_and_explains_wrong(check, right, wrong, word, capsys):
+    assert check(right, strict=False) is True
+    assert "pass" in capsys.readouterr().out
+    assert check(wrong, strict=False) is False
+    assert word in capsys.readouterr().out
+    with pytest.raises(checks.CheckFailed, match="not yet"):
+        check(wrong)
+
+
+def test_lab08_ece_cases_match_the_kit():
+    """The hand-worked ECE of the check equals fl.evaluate.calibration_error on the same faces."""
+    import pandas as pd
+
+    from faceattr_lab import evaluate
+    from faceattr_lab.labels import Scheme
+
+    scheme = Scheme("toy", "toy", "classification", ("a", "b", "c"), "toy")
+    for confidence, correct, bins, expected in [
+            ([0.95, 0.85, 0.65, 0.62], [1, 0, 1, 0], 10, 0.2925),
+            ([1.0, 0.55, 0.58, 0.45, 0.35], [1, 1, 0, 0, 1], 5, 0.246)]:
+        confidence = np.asarray(confidence)
+        # three classes: class 0 predicted with the given confidence (the others share the
+        # rest, each below it); the true class is 0 where the face is right, else 1
+        table = pd.DataFrame({"toy_true": np.where(correct, 0, 1), "toy_pred": 0,
+                              "toy_prob_a": confidence, "toy_prob_b": (1 - confidence) / 2,
+                              "toy_prob_c": (1 - confidence) / 2})
+        kit = evaluate.calibration_error(table, [scheme], bins=bins)["value"].iloc[0]
+        assert kit == pytest.approx(expected) == pytest.approx(_ece(confidence, correct, bins))

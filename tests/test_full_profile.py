@@ -125,3 +125,36 @@ def test_lab06_full_profile(data_root, tmp_path):
                                         "median baseline"}
     assert results["test_inconsistent_faces"]["CORAL"] == 0
     assert set(results["epochs_run"].values()) == {1}
+
+
+def test_lab08_full_profile(data_root, tmp_path):
+    # the audit on the FairFace fixture in its real layout (official val as the test split):
+    # three training sets of one size, each fine-tuned on images augmented each epoch; at toy
+    # size, SmallVGG with random weights in ResNet152V2's place, its last block trained, and
+    # every group kept in the gap (the fixture's test split has a handful of faces per race)
+    results = _run("08", data_root, tmp_path, BACKBONE="SmallVGG", WEIGHTS="random",
+                   FINE_TUNE_LAYERS=8, PATIENCE=1, MIN_GROUP=1, CAM_FACES=2, **SMALL)
+    sizes = results["train_set_sizes"]
+    assert len(set(sizes.values())) == 1 and len(sizes) == 3 and results["models_trained"] == 3
+    assert results["split_sizes"]["test"] > 0  # FairFace's official val, read as the test split
+    assert results["chosen_model"] in sizes
+    assert set(results["test_accuracy"]) == set(results["gradcam_center_share"]) == {
+        "gender", "age", "race"}
+    assert {r["by"] for r in results["test_by_group"]} == {"race", "gender", "gender x race"}
+
+
+def test_lab09_full_profile(data_root, tmp_path):
+    # FairFace in its real layout (official val as test, validation carved from official
+    # train), a backbone fine-tuned on augmented images as lab 07's end-to-end model is; at toy
+    # size: SmallVGG with random weights in ResNet152V2's place, its last block trained; then
+    # the same detection, CSV, upload and export steps on the astronaut photo
+    results = _run("09", data_root, tmp_path, DATASET="fairface", BACKBONE="SmallVGG",
+                   WEIGHTS="random", FINE_TUNE_LAYERS=8, PATIENCE=1, TIMING_REPEATS=1, **SMALL)
+    assert results["schemes"] == ["gender", "age_fairface9", "race_fairface7"]
+    assert results["split_sizes"]["test"] > 0  # FairFace's official val, read as the test split
+    assert set(results["val_accuracy"]) == {"gender", "age", "race"}
+    assert results["astronaut_faces"] == 1 and results["model_input_size"] == 32
+    statuses = {r["file"]: r["status"].split(":")[0] for r in results["csv_rows"]}
+    assert statuses == {"astronaut.png": "ok", "astronaut_turned_small.jpg": "ok",
+                        "broken.jpg": "unreadable", "coffee.jpg": "no face"}
+    assert max(results["export_max_difference"].values()) <= 1e-5

@@ -39,3 +39,19 @@ def test_check_export_catches_another_model(tmp_path):
         serving.check_export(other, tmp_path, images)
     with pytest.raises(ValueError, match="keras.Model"):
         serving.export("model.keras", tmp_path)
+
+
+def test_load_served_gives_the_models_outputs_as_numpy(tmp_path):
+    schemes = [labels.get("gender"), labels.get("race_utk5")]
+    model = cnn.custom_cnn((32, 32, 3), schemes, conv_filters=(8,), dense_units=8,
+                           sigmoid_gender=False)
+    serving.export(model, tmp_path)
+    served = serving.load_served(tmp_path)
+    images = np.random.default_rng(2).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    outputs = served(images)
+    expected = model.predict(images, verbose=0)
+    assert set(outputs) == {"gender", "race"}
+    for key in outputs:
+        np.testing.assert_allclose(outputs[key], expected[key], atol=1e-5)
+    with pytest.raises(ValueError, match="export"):
+        serving.load_served(tmp_path / "nothing")

@@ -713,3 +713,202 @@ __all__ = ["GRADING_ENV", "grading", "CheckFailed", "majority_share",
            "supcon_anchor_loss", "knn_accuracy",
            "route_by_gender", "expected_fusion_accuracy",
            "coral_levels", "coral_rank", "rank_inconsistent"]
+
+
+# ---- Lab 09: faces in the wild -----------------------------------------------------------------
+
+def _four(values):
+    try:
+        numbers = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        return None
+    return numbers if len(numbers) == 4 else None
+
+
+def aligned_crop_box(fn, strict: bool = True) -> bool | None:
+    """Check lab 09's ``crop_box(box, margin)``: the square cut around a face box. Lab 09.
+
+    The square is centred on the box ``(x, y, w, h)``; its side is the box's longer side
+    times ``1 + 2 * margin``; the answer is ``(left, top, right, bottom)``.
+    """
+    # (box, margin, expected), worked out by hand
+    cases = [((40, 40, 20, 20), 0.25, (35, 35, 65, 65)),
+             ((100, 50, 80, 120), 0.25, (50, 20, 230, 200)),   # tall box: side 120 * 1.5
+             ((10, 20, 60, 40), 0.5, (-20, -20, 100, 100)),      # wide box, beyond the photo
+             ((0, 0, 10, 10), 0.0, (0, 0, 10, 10))]
+    problems = []
+    for box, margin, expected in cases:
+        try:
+            got = _four(fn(box, margin))
+        except Exception as error:  # report, do not crash the student's notebook
+            problems.append(f"crop_box({box}, {margin}) raised {type(error).__name__}: {error}.")
+            continue
+        if got is not None and all(_close(a, b) for a, b in zip(got, expected)):
+            continue
+        x, y, w, h = box
+        once = max(w, h) * (1 + margin) / 2
+        centre = (x + w / 2, y + h / 2)
+        hint = ("no answer: return four numbers (left, top, right, bottom)" if got is None else
+                "the margin goes on EVERY side: the side grows by 1 + 2 * margin, not 1 + margin"
+                if all(_close(a, b) for a, b in zip(got, (centre[0] - once, centre[1] - once,
+                                                         centre[0] + once, centre[1] + once)))
+                else "return corners (left, top, right, bottom), not (x, y, side, side)"
+                if _close(got[2], expected[2] - expected[0]) and w == h else
+                "use the box's LONGER side: the crop is square"
+                if not _close(got[2] - got[0], got[3] - got[1]) or
+                _close(got[2] - got[0], min(w, h) * (1 + 2 * margin)) and w != h else
+                "centre the square on the box's centre (x + w / 2, y + h / 2), not its corner"
+                if _close(got[2] - got[0], expected[2] - expected[0]) else
+                "side = max(w, h) * (1 + 2 * margin), centred on the box")
+        problems.append(f"crop_box({box}, {margin}) returned {got}, expected "
+                        f"{tuple(float(v) for v in expected)} ({hint}).")
+    return _verdict("aligned_crop_box", problems, strict)
+
+
+def eye_angle(fn, strict: bool = True) -> bool | None:
+    """Check lab 09's ``eye_angle(left_eye, right_eye)`` in degrees. Lab 09.
+
+    Image coordinates (y grows downwards); the angle of the line from the left eye to the right
+    eye, positive when the right eye is lower: ``degrees(atan2(ry - ly, rx - lx))``.
+    """
+    # (left eye, right eye, expected degrees), worked out by hand
+    cases = [((0, 0), (10, 0), 0.0), ((0, 0), (10, 10), 45.0), ((10, 20), (20, 10), -45.0),
+             ((204, 100), (245, 102), 2.7928), ((0, 0), (0, 5), 90.0),
+             ((10, 0), (0, 10), 135.0)]  # the "right" eye left of the left one: a mirrored face
+    problems = []
+    for left, right, expected in cases:
+        try:
+            got = fn(left, right)
+        except Exception as error:  # report, do not crash the student's notebook
+            problems.append(f"eye_angle({left}, {right}) raised {type(error).__name__}: "
+                            f"{error}.")
+            continue
+        if _close(got, expected, 1e-3):
+            continue
+        radians = expected * 3.141592653589793 / 180
+        hint = ("that is in radians: convert with math.degrees" if _close(got, radians, 1e-4)
+                else "the sign is flipped: y grows DOWNWARDS, so use ry - ly"
+                if _close(got, -expected, 1e-3) else
+                "use atan2(dy, dx), not atan(dy / dx): it keeps the quadrant and survives dx = 0"
+                if abs(expected) > 90 else
+                "dy first: atan2(ry - ly, rx - lx)"
+                if _close(got, 90 - expected, 1e-3) else
+                "the angle of the line from the left to the right eye: "
+                "degrees(atan2(ry - ly, rx - lx))")
+        problems.append(f"eye_angle({left}, {right}) returned {got!r}, expected "
+                        f"{expected} ({hint}).")
+    return _verdict("eye_angle", problems, strict)
+
+
+__all__ += ["aligned_crop_box", "eye_angle"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Lab 08: a fairness audit
+# ---------------------------------------------------------------------------------------------
+
+def expected_calibration_error(fn, strict: bool = True) -> bool | None:
+    """Check lab 08's ``expected_calibration_error(confidence, correct, bins)``. Lab 08.
+
+    Guo et al. (2017)'s ECE: equal-width bins on [0, 1], each closed on the right (the first
+    also holds 0, a confidence of 1.0 lands in the last), and the sum over non-empty bins of
+    ``n_b / N * |accuracy_b - confidence_b|``. Hand-worked cases, no face on a bin edge but 1.0.
+    """
+    cases = [
+        # bins (0.9, 1]: 1 face right at 0.95; (0.8, 0.9]: 1 wrong at 0.85; (0.6, 0.7]: 0.65
+        # right and 0.62 wrong -> 1/4 * 0.05 + 1/4 * 0.85 + 2/4 * |0.5 - 0.635| = 0.2925
+        (([0.95, 0.85, 0.65, 0.62], [1, 0, 1, 0], 10), 0.2925),
+        # 5 bins of 0.2: 1.0 right (last bin, gap 0); 0.55, 0.58, 0.45 -> (0.4, 0.6], 1 of 3
+        # right, mean 0.52667; 0.35 right -> 3/5 * 0.19333 + 1/5 * 0.65 = 0.246
+        (([1.0, 0.55, 0.58, 0.45, 0.35], [1, 1, 0, 0, 1], 5), 0.246),
+        (([0.75, 0.75, 0.75, 0.75], [1, 1, 1, 0], 10), 0.0),        # calibrated: 3 of 4 at 0.75
+        (([0.99, 0.99, 0.99, 0.99, 0.99], [1, 0, 1, 0, 1], 10), 0.39),  # over-confident
+    ]
+    problems = []
+    for (confidence, correct, bins), expected in cases:
+        call = f"expected_calibration_error({confidence}, {correct}, bins={bins})"
+        try:
+            got = fn(list(confidence), list(correct), bins)
+        except Exception as error:  # report, do not crash the student's notebook
+            hint = (" (a confidence of 1.0 belongs in the last bin: clip the index to bins - 1)"
+                    if isinstance(error, IndexError) else "")
+            problems.append(f"{call} raised {type(error).__name__}: {error}{hint}.")
+            continue
+        if _close(got, expected, 1e-4):
+            continue
+        per_bin = _ece_terms(confidence, correct, bins)
+        hint = ("weigh each bin by its share of faces n_b / N; you averaged the bins equally"
+                if _close(got, sum(abs(a - c) for _, a, c in per_bin) / len(per_bin), 1e-4)
+                else "take the absolute value of accuracy - confidence in each bin"
+                if _close(got, sum(n * (a - c) for n, a, c in per_bin) / len(correct), 1e-4)
+                or _close(got, sum(n * (c - a) for n, a, c in per_bin) / len(correct), 1e-4)
+                else "bin the faces first: compare each bin's accuracy with its mean "
+                     "confidence, not each face's 0/1 with its confidence"
+                if _close(got, sum(abs(k - c) for k, c in zip(correct, confidence))
+                          / len(correct), 1e-4)
+                else "sum n_b / N * |accuracy_b - confidence_b| over the non-empty bins")
+        problems.append(f"{call} returned {got!r}, expected {expected:.4f} ({hint}).")
+    return _verdict("expected_calibration_error", problems, strict)
+
+
+def _ece_terms(confidence, correct, bins) -> list[tuple[int, float, float]]:
+    """(faces, accuracy, mean confidence) of each non-empty right-closed bin, by hand."""
+    import math
+
+    members: dict[int, list[int]] = {}
+    for i, c in enumerate(confidence):
+        b = min(max(math.ceil(c * bins) - 1, 0), bins - 1)
+        members.setdefault(b, []).append(i)
+    return [(len(m), sum(correct[i] for i in m) / len(m), sum(confidence[i] for i in m) / len(m))
+            for _, m in sorted(members.items())]
+
+
+def largest_group_gap(fn, strict: bool = True) -> bool | None:
+    """Check lab 08's ``largest_gap(correct, groups, min_group)``. Lab 08.
+
+    The answer is ``(best_group, worst_group, best accuracy - worst accuracy)`` over the groups
+    with at least ``min_group`` faces (a group of exactly ``min_group`` counts).
+    """
+    def faces(spec):  # [(group, faces, right)] -> (correct, groups)
+        correct, groups = [], []
+        for group, n, right in spec:
+            correct += [1] * right + [0] * (n - right)
+            groups += [group] * n
+        return correct, groups
+
+    cases = [
+        # A 9/10, B 5/10, C 0/3 (too small), D 6/8 -> A best, B worst, 0.9 - 0.5
+        ([("A", 10, 9), ("B", 10, 5), ("C", 3, 0), ("D", 8, 6)], 5, ("A", "B", 0.4)),
+        # x 3/6, y 5/5 (exactly min_group: kept), z 1/4 (too small)
+        ([("x", 6, 3), ("y", 5, 5), ("z", 4, 1)], 5, ("y", "x", 0.5)),
+        ([("female / Black", 20, 12), ("male / White", 30, 27), ("female / White", 25, 20)],
+         20, ("male / White", "female / Black", 0.3)),
+    ]
+    problems = []
+    for spec, min_group, expected in cases:
+        correct, groups = faces(spec)
+        call = f"largest_gap(..., min_group={min_group}) on groups {[(g, n) for g, n, _ in spec]}"
+        try:
+            got = tuple(fn(list(correct), list(groups), min_group))
+        except Exception as error:  # report, do not crash the student's notebook
+            problems.append(f"{call} raised {type(error).__name__}: {error}.")
+            continue
+        if (len(got) == 3 and got[:2] == expected[:2] and _close(got[2], expected[2], 1e-9)):
+            continue
+        rates = {g: r / n for g, n, r in spec}
+        everyone = (max(rates, key=rates.get), min(rates, key=rates.get))
+        hint = ("return (best group, worst group, gap): you gave the worst group first"
+                if len(got) == 3 and got[:2] == expected[1::-1]
+                else "the gap is best minus worst, a positive number"
+                if len(got) == 3 and _close(got[2], -expected[2], 1e-9)
+                else f"leave out groups with fewer than min_group={min_group} faces (a group "
+                     f"of exactly {min_group} stays)"
+                if len(got) == 3 and tuple(got[:2]) == everyone and everyone != expected[:2]
+                else "compare accuracies (right / faces), not counts of right answers"
+                if len(got) == 3 and not _close(got[2], expected[2], 1e-9) and got[2] > 1
+                else "return a tuple (best_group, worst_group, gap)")
+        problems.append(f"{call} returned {got!r}, expected {expected!r} ({hint}).")
+    return _verdict("largest_group_gap", problems, strict)
+
+
+__all__ += ["expected_calibration_error", "largest_group_gap"]

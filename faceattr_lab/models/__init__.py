@@ -34,6 +34,7 @@ _EXPORTS = {
     "resnet34": "resnet",
     "export": "serving",
     "check_export": "serving",
+    "load_served": "serving",
     "RESNET34_BLOCKS": "resnet",
 }
 

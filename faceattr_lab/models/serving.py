@@ -19,7 +19,7 @@ def export(model, folder) -> dict:
     The SavedModel's ``serve`` endpoint (Keras' ``model.export``) takes float32 images
     ``(batch, H, W, 3)`` in [0, 255], as every kit model does, and returns the model's outputs
     (a dict keyed by head). Returns ``{"keras": path, "saved_model": path}``. Used by
-    ``faceattr-lab predict`` users who deploy a model.
+    ``faceattr-lab predict`` users who deploy a model. Lab 09.
     """
     import keras
 
@@ -39,6 +39,7 @@ def check_export(model, folder, images, atol: float = 1e-5) -> dict:
 
     Returns ``{"keras": max |difference|, "saved_model": max |difference|}`` over every head
     and image; raises ``ValueError`` if a head is missing or a difference exceeds ``atol``.
+    Lab 09.
     """
     import keras
     import numpy as np
@@ -66,4 +67,30 @@ def check_export(model, folder, images, atol: float = 1e-5) -> dict:
     return found
 
 
-__all__ = ["KERAS_FILE", "SAVED_MODEL_DIR", "export", "check_export"]
+def load_served(folder):
+    """The exported SavedModel's ``serve`` endpoint as a function, loaded the way a server
+    (TensorFlow Serving, a Python service) loads it, without Keras. Lab 09.
+
+    ``served(images)`` takes float32 images ``(batch, H, W, 3)`` in [0, 255] and returns
+    ``{head: numpy array}``. The loaded SavedModel lives as long as the function does.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    path = Path(folder)
+    path = path if (path / "saved_model.pb").is_file() else path / SAVED_MODEL_DIR
+    if not (path / "saved_model.pb").is_file():
+        raise ValueError(f"no SavedModel in {folder}; write one with "
+                         "fl.models.serving.export(model, folder).")
+    loaded = tf.saved_model.load(str(path))
+
+    def served(images):
+        outputs = loaded.serve(tf.constant(np.asarray(images, dtype="float32")))
+        outputs = outputs if isinstance(outputs, dict) else {"output": outputs}
+        return {name: value.numpy() for name, value in outputs.items()}
+
+    served.saved_model = loaded
+    return served
+
+
+__all__ = ["KERAS_FILE", "SAVED_MODEL_DIR", "export", "check_export", "load_served"]
