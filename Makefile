@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 # keep the banner TensorFlow prints before its logging starts out of executed notebooks).
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: labs test unit nbval labresults bench student clean weights
+.PHONY: labs test full unit nbval labresults bench student clean weights
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,12 +28,17 @@ labs: weights
 ## test: unit tests, every lab under nbval, then the tests of what each lab recorded
 test: unit nbval labresults
 
+## full: every lab's full profile (the path a student takes on Colab) run end to end on small
+## synthetic copies of the real datasets' layouts; CI runs it after make test
+full: $(STAMP)
+	$(PY) -m pytest tests -m full -n 2
+
 NBVAL_OUT := $(CURDIR)/outputs/nbval
 
 # Two workers: much of a Keras test is single-threaded graph tracing, so two processes keep
 # both cores busy. nbval keeps each notebook's cells together on one worker (--dist loadfile).
 unit: $(STAMP)
-	$(PY) -m pytest tests -m "not lab" -n 2
+	$(PY) -m pytest tests -m "not lab and not full" -n 2
 
 # the pre-trained SmallVGG is made first, so no lab's time includes making it
 nbval: weights

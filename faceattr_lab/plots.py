@@ -393,12 +393,15 @@ def _bar_value_labels(ax, fig, drawn) -> None:
     axes_pixels = fig.get_size_inches()[1] * fig.dpi * 0.72  # about the axes' share
     text = (_BAR_LABEL_POINTS / 72 * fig.dpi) * (high - low) / axes_pixels  # label height
     clear = 0.8 * text  # from the label's centre to a line it must not touch
+    largest = max((np.nanmax(np.abs(m)) for _b, m, _l, _s in drawn if np.isfinite(m).any()),
+                  default=0.0)
+    label = "{:.2f}" if largest <= 1.5 else "{:.3g}"  # shares and accuracies: two decimals each
     for bars, means, levels, std in drawn:
         for bar, mean, level, spread in zip(bars, means, levels, std):
             if np.isnan(mean):
                 continue
             y = _label_height(mean, level, spread, text, clear)
-            ax.text(bar.get_x() + bar.get_width() / 2, y, f"{mean:.3g}", ha="center",
+            ax.text(bar.get_x() + bar.get_width() / 2, y, label.format(mean), ha="center",
                     va="center", fontsize=_BAR_LABEL_POINTS, zorder=4,
                     bbox=dict(boxstyle="round,pad=0.15", facecolor="white", edgecolor="none",
                               alpha=0.85))
@@ -867,13 +870,15 @@ def reliability(predictions, schemes, by=None, bins: int = 10, title: str | None
 
 
 def gradcam_grid(images, heatmaps: Mapping, titles: Mapping | None = None, alpha: float = 0.45,
-                 cmap: str = "jet", title: str = "Grad-CAM: where each head looked"):
+                 cmap: str = "jet", title: str = "Grad-CAM: where each head looked",
+                 face_titles: Sequence[str] | None = None):
     """Faces with their Grad-CAM heat maps laid over them, one row per face. Lab 08.
 
     ``images`` is (N, H, W, 3) in [0, 255]; ``heatmaps`` a dict ``{"gender": (N, H, W), ...}``
     from ``fl.explain.grad_cam`` (values in [0, 1]), one overlay column per key after the face
     itself. ``titles`` optionally ``{key: N strings}`` written over each overlay (e.g.
-    ``"female 0.93"``). ``alpha`` is the heat map's opacity. Each map is scaled to its own
+    ``"female 0.93"``); ``face_titles`` optionally N strings over the faces themselves (e.g.
+    each face's true labels). ``alpha`` is the heat map's opacity. Each map is scaled to its own
     maximum, so colours compare places within one map, not strengths across maps: the
     colourbar says so. Returns a :class:`PhotoFigure` (shown as a JPEG).
     """
@@ -895,6 +900,9 @@ def gradcam_grid(images, heatmaps: Mapping, titles: Mapping | None = None, alpha
         if key not in maps or len(value) != len(faces):
             raise ValueError(f"titles[{key!r}] must name a heat map and give one string per "
                              f"face ({len(faces)}).")
+    if face_titles is not None and len(face_titles) != len(faces):
+        raise ValueError(f"face_titles has {len(face_titles)} strings; pass one per face "
+                         f"({len(faces)}).")
     _register_photo_display()
     ncols, nrows = 1 + len(maps), len(faces)
     fig, axes = _figure(nrows, ncols, figsize=(1.7 * ncols + 0.9, 1.8 * nrows + 0.5),
@@ -902,7 +910,10 @@ def gradcam_grid(images, heatmaps: Mapping, titles: Mapping | None = None, alpha
     shown = None
     for i, face in enumerate(faces):
         axes[i, 0].imshow(face)
-        axes[i, 0].set_title("face" if i == 0 else "", fontsize=8)
+        text = ["face"] if i == 0 else []
+        if face_titles is not None:
+            text.append(str(face_titles[i]))
+        axes[i, 0].set_title("\n".join(text), fontsize=8)
         for j, (key, value) in enumerate(maps.items(), start=1):
             ax = axes[i, j]
             ax.imshow(face)
@@ -910,7 +921,7 @@ def gradcam_grid(images, heatmaps: Mapping, titles: Mapping | None = None, alpha
             extent = (-0.5, face.shape[1] - 0.5, face.shape[0] - 0.5, -0.5)
             shown = ax.imshow(heat, cmap=cmap, alpha=alpha, vmin=0, vmax=1, extent=extent,
                               interpolation="bilinear")
-            text = [key] if i == 0 else []
+            text = [f"{key} head"] if i == 0 else []
             if key in titles:
                 text.append(str(titles[key][i]))
             ax.set_title("\n".join(text), fontsize=8)

@@ -128,10 +128,14 @@ def test_gradcam_grid_lays_out_faces_and_overlays():
 
     faces = np.random.default_rng(5).uniform(0, 255, (3, 8, 8, 3))
     heat = {"gender": np.random.default_rng(6).random((3, 8, 8)), "race": np.zeros((3, 8, 8))}
-    fig = plots.gradcam_grid(faces, heat, titles={"gender": ["female 0.93", "male 0.61", "x"]})
+    fig = plots.gradcam_grid(faces, heat, titles={"gender": ["female 0.93", "male 0.61", "x"]},
+                             face_titles=["Black", "White", "Indian"])
     assert isinstance(fig, plots.PhotoFigure)
     titles = [ax.get_title() for ax in fig.axes]
-    assert "gender\nfemale 0.93" in titles and "male 0.61" in titles
+    assert "gender head\nfemale 0.93" in titles and "male 0.61" in titles
+    assert "face\nBlack" in titles and "White" in titles
+    with pytest.raises(ValueError, match="face_titles"):
+        plots.gradcam_grid(faces, heat, face_titles=["Black"])
     assert sum(bool(ax.get_images()) for ax in fig.axes) == 9  # 3 faces x (face + 2 overlays)
     with pytest.raises(ValueError, match="one \\(H, W\\) map per face"):
         plots.gradcam_grid(faces, {"gender": np.zeros((2, 8, 8))})

@@ -96,6 +96,7 @@ def test_compare_runs_error_bars(tmp_path):
     # error bar of run a spans mean +- std (std of 0.8, 0.9 with n - 1 = 0.0707)
     segments = ax.collections[0].get_segments()
     assert segments[0][:, 1] == pytest.approx([0.85 - 0.0707107, 0.85 + 0.0707107])
+    assert [t.get_text() for t in ax.texts] == ["0.85", "0.60"]  # shares: two decimals each
     _check_labelled_and_saves(fig, tmp_path, "runs")
     summary = pd.DataFrame({"run": ["a", "b"], "task": "gender", "metric": "accuracy",
                             "mean": [0.85, 0.6], "std": [0.07, np.nan], "n": [2, 1]})
@@ -315,7 +316,7 @@ def test_compare_runs_baseline_line_clears_every_bar_label(tmp_path):
     line = [ln for ln in ax.lines if ln.get_label() == "majority class (0.31)"]
     assert len(line) == 1 and set(line[0].get_ydata()) == {0.31}
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["majority class (0.31)"]
-    assert [t.get_text() for t in ax.texts] == ["0.3", "0.62", "0.8"]
+    assert [t.get_text() for t in ax.texts] == ["0.30", "0.62", "0.80"]
     line_y = ax.transData.transform((0, 0.31))[1]
     for box in _text_extents(fig, ax):
         assert not box.y0 - 1 <= line_y <= box.y1 + 1, "the baseline crosses a bar label"
