@@ -227,7 +227,8 @@ def group_bars(breakdown_table: pd.DataFrame, metric: str = "accuracy", by: str 
     """Per-group bars of one metric from ``fl.evaluate.breakdown``, with group sizes. Lab 01.
 
     One bar per group (and per task or run when the table holds several); ``n=`` above each
-    bar is the group's number of images, so a small group's shaky number is visible.
+    bar is the group's number of images, so a small group's shaky number is visible. A table
+    made with ``breakdown(..., ci=0.95)`` also gets each group's interval as an error bar.
     """
     table = breakdown_table
     needed = {"by", "group", "metric", "value", "n", "task"}
@@ -249,18 +250,29 @@ def group_bars(breakdown_table: pd.DataFrame, metric: str = "accuracy", by: str 
     names = list(dict.fromkeys(frame["_series"]))
     fig, ax = _figure(figsize=(max(5.0, 0.9 * len(groups) * max(1, len(names)) + 2), 4))
     width = 0.8 / len(names)
+    intervals = {"ci_low", "ci_high"} <= set(frame.columns) and frame["ci_low"].notna().any()
     for i, name in enumerate(names):
         part = frame[frame["_series"] == name].set_index("group").reindex(groups)
         x = np.arange(len(groups)) + (i - (len(names) - 1) / 2) * width
         bars = ax.bar(x, part["value"], width, label=name)
-        ax.bar_label(bars, labels=[f"{v:.2f}\nn={int(n)}" if pd.notna(n) else ""
-                                   for v, n in zip(part["value"], part["n"])],
-                     fontsize=7, padding=2)
+        labels = [f"{v:.2f}\nn={int(n)}" if pd.notna(n) else ""
+                  for v, n in zip(part["value"], part["n"])]
+        if not intervals:
+            ax.bar_label(bars, labels=labels, fontsize=7, padding=2)
+            continue
+        low = (part["value"] - part["ci_low"]).clip(lower=0).fillna(0)
+        high = (part["ci_high"] - part["value"]).clip(lower=0).fillna(0)
+        ax.errorbar(x, part["value"], yerr=[low, high], fmt="none", ecolor="black",
+                    elinewidth=0.8, capsize=2)
+        for xi, top_of_bar, label in zip(x, part["value"] + high, labels):
+            if label:  # above the interval, not across it
+                ax.text(xi, top_of_bar + 0.01, label, ha="center", va="bottom", fontsize=7)
     ax.set_xticks(np.arange(len(groups)), groups)
-    top = frame["value"].max()
+    top = frame["ci_high"].max() if intervals else frame["value"].max()
     ax.set_ylim(0, 1.15 if top <= 1 else top * 1.2)
     subject = task if task is not None else ", ".join(dict.fromkeys(frame["task"]))
-    ax.set(xlabel=by, ylabel=metric, title=title or f"{subject} {metric} by {by}")
+    ax.set(xlabel=by, ylabel=f"{metric} (bars: interval)" if intervals else metric,
+           title=title or f"{subject} {metric} by {by}")
     if len(names) > 1:
         ax.legend(fontsize="small")
     ax.grid(axis="y", alpha=0.3)

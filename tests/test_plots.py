@@ -86,6 +86,21 @@ def test_group_bars_show_counts(tmp_path, breakdown_table):
         plots.group_bars(breakdown_table, metric="macro_f1")
 
 
+def test_group_bars_draw_each_groups_interval_and_label_above_it(tmp_path, breakdown_table):
+    table = breakdown_table.assign(ci_low=breakdown_table["value"] - 0.1,
+                                   ci_high=breakdown_table["value"] + 0.05)
+    fig = plots.group_bars(table, metric="accuracy", by="race")
+    ax = fig.axes[0]
+    (bars,) = [c for c in ax.collections if len(c.get_segments()) == 3]
+    spans = [tuple(segment[:, 1]) for segment in bars.get_segments()]
+    assert spans == [pytest.approx((v - 0.1, v + 0.05)) for v in (0.9, 0.75, 0.6)]
+    texts = ax.texts
+    assert [t.get_text() for t in texts] == ["0.90\nn=40", "0.75\nn=12", "0.60\nn=5"]
+    assert [t.get_position()[1] for t in texts] == pytest.approx([0.96, 0.81, 0.66])
+    assert "interval" in ax.get_ylabel()
+    _check_labelled_and_saves(fig, tmp_path, "groups_ci")
+
+
 def test_compare_runs_error_bars(tmp_path):
     table = pd.DataFrame({
         "run": ["a", "a", "b", "b"], "seed": [1, 2, 1, 2], "task": "gender",
