@@ -138,13 +138,12 @@ def _cmd_predict(args) -> int:
     per unreadable file (``unreadable: <reason>``). Lab 09."""
     import csv
 
-    import keras
     from PIL import Image
     from tqdm import tqdm
 
     from faceattr_lab import faces as ff
     from faceattr_lab import labels
-    from faceattr_lab import models  # noqa: F401  (registers the kit's layers for loading)
+    from faceattr_lab.models import serving
 
     if not 0 <= args.min_confidence <= 1:
         raise ValueError(f"--min-confidence {args.min_confidence}: pass a value in [0, 1].")
@@ -158,7 +157,7 @@ def _cmd_predict(args) -> int:
     if not files:
         raise ValueError("no image files found; pass image files or folders holding "
                          f"{', '.join(ff.IMAGE_EXTENSIONS)} files.")
-    model = keras.saving.load_model(model_path, compile=False)
+    model = serving.load_model(model_path)  # registers the kit's layers first
     schemes = ([labels.get(s) for s in args.schemes] if args.schemes
                else ff.infer_schemes(model))
     columns = ff.table_columns(schemes)

@@ -333,3 +333,35 @@ def test_predict_command_checks_the_margin(model_path, photos, tmp_path, capsys)
     assert cli.main(["predict", str(photos / "flat.png"), "--model", str(model_path),
                      "--out", str(tmp_path / "p.csv"), "--margin", "3"]) == 2
     assert "--margin" in capsys.readouterr().err
+
+
+def test_predict_command_loads_a_kit_backbone_model_in_a_fresh_process(astronaut, tmp_path):
+    """A new process has imported none of the kit's layers (``Preprocess`` registers when
+    ``fl.models.backbones`` is imported): ``faceattr-lab predict`` must load the model anyway."""
+    import subprocess
+    import sys
+
+    import keras
+
+    schemes = [fl.labels.get("gender")]
+    base = fl.models.backbone("SmallVGG", (32, 32, 3), weights=None)
+    images = keras.Input((32, 32, 3), name="image")
+    model = keras.Model(images, fl.models.add_heads(base(images), schemes))
+    model.save(tmp_path / "smallvgg.keras")
+    Image.fromarray(astronaut).save(tmp_path / "astronaut.png")
+    out = tmp_path / "rows.csv"
+    command = [sys.executable, "-c", "import sys; from faceattr_lab.cli import main; "
+               "sys.exit(main(sys.argv[1:]))", "predict", str(tmp_path / "astronaut.png"),
+               "--model", str(tmp_path / "smallvgg.keras"), "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = read_rows(out)
+    assert row["status"] == "ok"
+    assert float(row["gender_prob_male"]) + float(row["gender_prob_female"]) == pytest.approx(
+        1, abs=1e-3)
+
+
+def test_load_model_refuses_what_is_not_a_keras_file(tmp_path):
+    (tmp_path / "weights.h5").write_bytes(b"")
+    with pytest.raises(ValueError, match="not a saved .keras model"):
+        fl.models.load_model(tmp_path / "weights.h5")

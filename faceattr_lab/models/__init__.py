@@ -35,6 +35,7 @@ _EXPORTS = {
     "export": "serving",
     "check_export": "serving",
     "load_served": "serving",
+    "load_model": "serving",
     "RESNET34_BLOCKS": "resnet",
 }
 

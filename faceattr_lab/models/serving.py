@@ -13,6 +13,27 @@ KERAS_FILE = "model.keras"
 SAVED_MODEL_DIR = "saved_model"
 
 
+def load_model(path, compile: bool = False):
+    """A saved kit model (``.keras``) loaded in any process, e.g. by ``faceattr-lab predict``.
+    Lab 09.
+
+    The kit's own layers (``Preprocess``, ``CoralOutput``, the fusion router, Levi-Hassner's
+    local response normalisation) register with Keras when their modules are imported; a fresh
+    process that has not built a kit model has not imported them, so this imports them first.
+    ``compile=True`` also restores the training loss and optimizer.
+    """
+    import keras
+
+    from faceattr_lab import losses  # noqa: F401  (the kit's losses, for compile=True)
+    from faceattr_lab.models import backbones, fusion, heads, levi_hassner_cnn  # noqa: F401
+
+    path = Path(path).expanduser()
+    if not path.is_file() or path.suffix != ".keras":
+        raise ValueError(f"{path} is not a saved .keras model; pass the file a lab or "
+                         "fl.models.export wrote (model.save('model.keras')).")
+    return keras.saving.load_model(path, compile=compile)
+
+
 def export(model, folder) -> dict:
     """Write ``model.keras`` and a TensorFlow SavedModel (``saved_model/``) into ``folder``.
 
@@ -49,7 +70,7 @@ def check_export(model, folder, images, atol: float = 1e-5) -> dict:
     images = np.asarray(images, dtype="float32")
     expected = model.predict(images, verbose=0)
     expected = expected if isinstance(expected, dict) else {"output": expected}
-    reloaded = keras.saving.load_model(folder / KERAS_FILE).predict(images, verbose=0)
+    reloaded = load_model(folder / KERAS_FILE).predict(images, verbose=0)
     loaded = tf.saved_model.load(str(folder / SAVED_MODEL_DIR))  # keep it: serve needs it alive
     served = loaded.serve(tf.constant(images))
     found = {}
